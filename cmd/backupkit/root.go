@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/backupkit/backupkit/schema"
+)
+
+// Exit codes, the one table (see README).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// usageError marks errors that are the caller's: bad flags or arguments.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// exitCodeError carries an explicit exit code (plan --detailed-exitcode).
+type exitCodeError struct{ code int }
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// globals are the flags every command shares.
+type globals struct {
+	configPath string
+	verbose    bool
+	logFormat  string
+	stdout     io.Writer
+	stderr     io.Writer
+	log        *slog.Logger
+}
+
+func (g *globals) loadConfig() (*schema.Config, error) {
+	if g.configPath == "" {
+		return nil, usagef("no config file: pass -c/--config FILE")
+	}
+	return schema.Load(g.configPath)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+func (g *globals) setupLogging() error {
+	level := slog.LevelInfo
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	switch g.logFormat {
+	case "", "auto":
+		if isTerminal(g.stderr) {
+			g.log = slog.New(tint.NewHandler(g.stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly}))
+		} else {
+			g.log = slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+		}
+	case "text":
+		g.log = slog.New(tint.NewHandler(g.stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(g.stderr)}))
+	case "json":
+		g.log = slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	default:
+		return usagef("--log-format must be text or json, got %q", g.logFormat)
+	}
+	return nil
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "backupkit",
+		Short: "Declarative PostgreSQL backups: observe, plan, apply",
+		Long: `BackupKit keeps PostgreSQL backups the way a GitOps controller keeps a
+cluster: one config file declares databases, schedules, retention, storage
+and notifications; each run observes storage, plans what is due and applies it.
+
+Exit codes: 0 success, 1 failure, 2 usage or config error
+(plan --detailed-exitcode: 0 no changes, 2 changes pending, 1 error).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.setupLogging()
+		},
+	}
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configPath, "config", "c", "", "path to the config file (.yaml, .yml, .json or .cue)")
+	pf.BoolVar(&g.verbose, "verbose", false, "debug logging")
+	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (default: text on a terminal, json otherwise)")
+
+	root.AddCommand(
+		newValidateCmd(g),
+		newSchemaCmd(g),
+		newVersionCmd(g),
+		newPlanCmd(g),
+		newApplyCmd(g),
+		newBackupCmd(g),
+		newRestoreCmd(g),
+		newVerifyCmd(g),
+		newListCmd(g),
+		newDaemonCmd(g),
+		newInitCmd(g),
+		newTestCmd(g),
+	)
+	return root
+}
+
+// run executes the CLI and maps the outcome to an exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globals{stdout: stdout, stderr: stderr}
+	g.log = slog.New(slog.NewTextHandler(stderr, nil))
+	root := newRoot(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return exitCode(err, stderr)
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
+	fmt.Fprintln(stderr, "error:", err)
+	var cfgErr *schema.Error
+	var ue usageError
+	if errors.As(err, &cfgErr) || errors.As(err, &ue) {
+		return exitUsage
+	}
+	if isUnknownCommand(err) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func isUnknownCommand(err error) bool {
+	s := err.Error()
+	return len(s) > 16 && (s[:16] == "unknown command " || s[:15] == "unknown flag: -" || s[:14] == "unknown flag: ")
+}
+
+func newValidateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate",
+		Short: "Load and validate the config; print every problem",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s: valid (%d database(s), %d storage(s), %d notification route(s))\n",
+				cfg.File, len(cfg.Databases), len(cfg.Storage), len(cfg.Notifications))
+			return nil
+		},
+	}
+}
+
+func newSchemaCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the embedded CUE schema",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := io.WriteString(g.stdout, schema.Source())
+			return err
+		},
+	}
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintf(g.stdout, "backupkit %s\n", v)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,293 @@
+package exec
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"golang.org/x/crypto/scrypt"
+)
+
+// Encryption stream format (version 1), all integers big-endian:
+//
+//	offset size field
+//	0      7    magic "BKITENC"
+//	7      1    format version (1)
+//	8      1    KDF id (1 = scrypt)
+//	9      1    scrypt log2(N)
+//	10     1    scrypt r
+//	11     1    scrypt p
+//	12     16   random salt
+//	28     4    plaintext chunk size
+//	32     32   key check: HMAC-SHA256(check key, bytes 0..31)
+//	64     4    CRC-32 (IEEE) of bytes 0..63
+//	68          chunks
+//
+// scrypt(password, salt) gives 64 bytes: the AES-256 key and the check
+// key. Each chunk is AES-256-GCM sealed, its plaintext exactly the chunk
+// size except for the last, which holds 0..chunk size bytes. The 12-byte
+// nonce is [last flag (1 byte), 0, 0, 0, chunk index (8 bytes)] and the
+// 68-byte header is the additional data of every chunk. A wrong password
+// fails the key check; a damaged header fails the CRC; a changed, moved
+// or missing chunk fails authentication; a stream that stops before a
+// chunk sealed as last is truncated.
+const (
+	encMagic      = "BKITENC"
+	encVersion    = 1
+	kdfScrypt     = 1
+	headerSize    = 68
+	tagSize       = 16
+	chunkSize     = 512 << 10
+	defaultLogN   = 15
+	defaultScrypR = 8
+	defaultScrypP = 1
+	maxChunkSize  = 16 << 20
+)
+
+// Errors of the decryptor; callers branch on them with errors.Is.
+var (
+	ErrWrongPassword = errors.New("wrong encryption password")
+	ErrTruncated     = errors.New("backup is truncated")
+	ErrCorrupted     = errors.New("backup is corrupted")
+	ErrNeedPassword  = errors.New("backup is encrypted but no encryption password is configured")
+)
+
+func deriveKeys(password string, salt []byte, logN, r, p int) (aesKey, checkKey []byte, err error) {
+	k, err := scrypt.Key([]byte(password), salt, 1<<logN, r, p, 64)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k[:32], k[32:], nil
+}
+
+func nonce(index uint64, last bool) []byte {
+	n := make([]byte, 12)
+	if last {
+		n[0] = 1
+	}
+	binary.BigEndian.PutUint64(n[4:], index)
+	return n
+}
+
+// encrypter seals its input into the chunked stream format.
+type encrypter struct {
+	w      io.Writer
+	aead   cipher.AEAD
+	header []byte
+	buf    []byte // plaintext of the pending chunk, cap chunkSize+tagSize
+	index  uint64
+	err    error
+}
+
+// NewEncrypter returns a WriteCloser that encrypts into w. Close seals
+// the final chunk; it does not close w.
+func NewEncrypter(w io.Writer, password string) (io.WriteCloser, error) {
+	return newEncrypter(w, password, defaultLogN)
+}
+
+func newEncrypter(w io.Writer, password string, logN int) (*encrypter, error) {
+	if password == "" {
+		return nil, ErrNeedPassword
+	}
+	h := make([]byte, headerSize)
+	copy(h, encMagic)
+	h[7] = encVersion
+	h[8] = kdfScrypt
+	h[9], h[10], h[11] = byte(logN), defaultScrypR, defaultScrypP
+	if _, err := rand.Read(h[12:28]); err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(h[28:32], chunkSize)
+	aesKey, checkKey, err := deriveKeys(password, h[12:28], logN, defaultScrypR, defaultScrypP)
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, checkKey)
+	mac.Write(h[:32])
+	copy(h[32:64], mac.Sum(nil))
+	binary.BigEndian.PutUint32(h[64:68], crc32.ChecksumIEEE(h[:64]))
+	aead, err := newGCM(aesKey)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(h); err != nil {
+		return nil, err
+	}
+	return &encrypter{w: w, aead: aead, header: h, buf: make([]byte, 0, chunkSize+tagSize)}, nil
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func (e *encrypter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n := 0
+	for len(p) > 0 {
+		// A full pending chunk is sealed only once more data arrives, so
+		// the last chunk is never empty unless the whole stream is.
+		if len(e.buf) == chunkSize {
+			if e.err = e.seal(false); e.err != nil {
+				return n, e.err
+			}
+		}
+		k := copy(e.buf[len(e.buf):chunkSize], p)
+		e.buf = e.buf[:len(e.buf)+k]
+		p = p[k:]
+		n += k
+	}
+	return n, nil
+}
+
+func (e *encrypter) seal(last bool) error {
+	out := e.aead.Seal(e.buf[:0], nonce(e.index, last), e.buf, e.header)
+	e.index++
+	_, err := e.w.Write(out)
+	e.buf = e.buf[:0]
+	return err
+}
+
+func (e *encrypter) Close() error {
+	if e.err != nil {
+		return e.err
+	}
+	e.err = e.seal(true)
+	if e.err == nil {
+		e.err = errors.New("encrypter: write after close")
+		return nil
+	}
+	return e.err
+}
+
+// decrypter opens the chunked stream format.
+type decrypter struct {
+	r      *bufio.Reader
+	aead   cipher.AEAD
+	header []byte
+	size   int
+	index  uint64
+	buf    []byte // ciphertext buffer
+	out    []byte // plaintext buffer
+	plain  []byte // decrypted, not yet read
+	done   bool
+	err    error
+}
+
+// NewDecrypter reads the header from r and returns a reader of the
+// plaintext. It reports ErrWrongPassword, ErrCorrupted or ErrTruncated
+// (wrapped, with details) as soon as they are detected; no plaintext of a
+// chunk is returned before that chunk is authenticated.
+func NewDecrypter(r io.Reader, password string) (io.Reader, error) {
+	h := make([]byte, headerSize)
+	if _, err := io.ReadFull(r, h); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: encryption header is incomplete", ErrTruncated)
+		}
+		return nil, err
+	}
+	if string(h[:7]) != encMagic {
+		return nil, fmt.Errorf("%w: not an encrypted BackupKit stream", ErrCorrupted)
+	}
+	if crc32.ChecksumIEEE(h[:64]) != binary.BigEndian.Uint32(h[64:68]) {
+		return nil, fmt.Errorf("%w: encryption header is damaged (checksum mismatch)", ErrCorrupted)
+	}
+	if h[7] != encVersion {
+		return nil, fmt.Errorf("unsupported encryption format version %d (this build reads %d)", h[7], encVersion)
+	}
+	if h[8] != kdfScrypt {
+		return nil, fmt.Errorf("%w: unknown key derivation id %d", ErrCorrupted, h[8])
+	}
+	if password == "" {
+		return nil, ErrNeedPassword
+	}
+	logN, kr, kp := int(h[9]), int(h[10]), int(h[11])
+	size := int(binary.BigEndian.Uint32(h[28:32]))
+	if logN < 10 || logN > 22 || kr < 1 || kr > 32 || kp < 1 || kp > 16 || size < 1 || size > maxChunkSize {
+		return nil, fmt.Errorf("%w: encryption parameters out of range", ErrCorrupted)
+	}
+	aesKey, checkKey, err := deriveKeys(password, h[12:28], logN, kr, kp)
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, checkKey)
+	mac.Write(h[:32])
+	if !hmac.Equal(mac.Sum(nil), h[32:64]) {
+		return nil, ErrWrongPassword
+	}
+	aead, err := newGCM(aesKey)
+	if err != nil {
+		return nil, err
+	}
+	return &decrypter{r: bufio.NewReaderSize(r, 64<<10), aead: aead, header: h, size: size, buf: make([]byte, size+tagSize), out: make([]byte, 0, size)}, nil
+}
+
+func (d *decrypter) Read(p []byte) (int, error) {
+	for len(d.plain) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		if d.done {
+			return 0, io.EOF
+		}
+		d.err = d.next()
+	}
+	n := copy(p, d.plain)
+	d.plain = d.plain[n:]
+	return n, nil
+}
+
+func (d *decrypter) next() error {
+	n, err := io.ReadFull(d.r, d.buf)
+	last := false
+	switch {
+	case err == io.EOF:
+		return fmt.Errorf("%w: stream ends after chunk %d without its final chunk", ErrTruncated, d.index)
+	case err == io.ErrUnexpectedEOF:
+		last = true
+	case err != nil:
+		return err
+	default:
+		if _, perr := d.r.Peek(1); perr == io.EOF {
+			last = true
+		} else if perr != nil {
+			return perr
+		}
+	}
+	ct := d.buf[:n]
+	if n < tagSize {
+		return fmt.Errorf("%w: chunk %d is cut short", ErrTruncated, d.index)
+	}
+	plain, oerr := d.aead.Open(d.out[:0], nonce(d.index, last), ct, d.header)
+	if oerr != nil {
+		// Tell truncation (a chunk sealed as "more follows" at the end)
+		// from changed or reordered bytes.
+		if _, alt := d.aead.Open(d.out[:0], nonce(d.index, !last), ct, d.header); alt == nil {
+			if last {
+				return fmt.Errorf("%w: stream ends after chunk %d, which was not the final chunk", ErrTruncated, d.index)
+			}
+			return fmt.Errorf("%w: unexpected data after the final chunk %d", ErrCorrupted, d.index)
+		}
+		if last && n < len(d.buf) {
+			return fmt.Errorf("%w: chunk %d failed authentication (cut short, or bytes changed)", ErrCorrupted, d.index)
+		}
+		return fmt.Errorf("%w: chunk %d failed authentication (bytes changed or chunks reordered)", ErrCorrupted, d.index)
+	}
+	d.index++
+	d.plain = plain
+	d.done = last
+	return nil
+}

@@ -1,0 +1,215 @@
+package sinks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Local stores backups in a folder: files 0600, folders 0700, each file
+// written to a temp name in its final folder, fsynced and renamed.
+type Local struct {
+	name string
+	root string
+}
+
+var _ Sink = (*Local)(nil)
+
+// NewLocal returns a local sink rooted at dir (created on first write).
+func NewLocal(name, dir string) *Local { return &Local{name: name, root: filepath.Clean(dir)} }
+
+// Name implements Sink.
+func (l *Local) Name() string { return l.name }
+
+// Describe implements Sink.
+func (l *Local) Describe() string { return l.root }
+
+// tempMarker is in every temp file name: ".<final name>.tmp-<random>".
+const tempMarker = ".tmp-"
+
+func isTemp(base string) bool {
+	return strings.HasPrefix(base, ".") && strings.Contains(base, tempMarker)
+}
+
+func (l *Local) path(key string) (string, error) {
+	clean := path.Clean("/" + key)[1:]
+	if key == "" || clean != key || strings.HasPrefix(key, "../") {
+		return "", fmt.Errorf("invalid key %q", key)
+	}
+	return filepath.Join(l.root, filepath.FromSlash(key)), nil
+}
+
+// Put implements Sink.
+func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err error) {
+	final, err := l.path(key)
+	if err != nil {
+		return 0, err
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("local %s: %w", l.name, err)
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(final)+tempMarker+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("local %s: %w", l.name, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	n, err = io.CopyBuffer(onlyWriter{f}, ctxReader{ctx, r}, make([]byte, 1<<20))
+	if err != nil {
+		return n, err
+	}
+	if err = f.Sync(); err != nil {
+		return n, fmt.Errorf("local %s: fsync: %w", l.name, err)
+	}
+	if err = f.Close(); err != nil {
+		return n, fmt.Errorf("local %s: close: %w", l.name, err)
+	}
+	if err = ctx.Err(); err != nil {
+		return n, err
+	}
+	if err = os.Rename(tmp, final); err != nil {
+		return n, fmt.Errorf("local %s: %w", l.name, err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return n, nil
+}
+
+type onlyWriter struct{ io.Writer }
+
+// ctxReader fails reads once ctx is done, so a cancelled write stops.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// List implements Sink.
+func (l *Local) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	err := l.walk(prefix, func(key string, d fs.DirEntry) error {
+		if isTemp(d.Name()) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while listing
+			}
+			return err
+		}
+		out = append(out, Object{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+		return nil
+	})
+	return out, err
+}
+
+// walk calls fn for every regular file whose key starts with prefix.
+func (l *Local) walk(prefix string, fn func(key string, d fs.DirEntry) error) error {
+	start := l.root
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		start = filepath.Join(l.root, filepath.FromSlash(prefix[:i]))
+	}
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == start {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(l.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		return fn(key, d)
+	})
+	if err != nil {
+		return fmt.Errorf("local %s: list: %w", l.name, err)
+	}
+	return nil
+}
+
+// Open implements Sink.
+func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := l.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("local %s: %s: %w", l.name, key, ErrNotFound)
+	}
+	return f, err
+}
+
+// Delete implements Sink.
+func (l *Local) Delete(ctx context.Context, keys ...string) error {
+	var errs []error
+	for _, k := range keys {
+		p, err := l.path(k)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Leftovers implements Sink.
+func (l *Local) Leftovers(ctx context.Context, prefix string) ([]Leftover, error) {
+	var out []Leftover
+	err := l.walk(prefix, func(key string, d fs.DirEntry) error {
+		if !isTemp(d.Name()) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		out = append(out, Leftover{Key: key, Started: info.ModTime()})
+		return nil
+	})
+	return out, err
+}
+
+// Cleanup implements Sink.
+func (l *Local) Cleanup(ctx context.Context, lo Leftover) error {
+	if !isTemp(path.Base(lo.Key)) {
+		return fmt.Errorf("refusing to clean up %q: not a temp file", lo.Key)
+	}
+	return l.Delete(ctx, lo.Key)
+}
