@@ -15,12 +15,6 @@ func notYet(name, short string) func(*globals) *cobra.Command {
 }
 
 var (
-	newPlanCmd    = notYet("plan", "Show what apply would do")
-	newApplyCmd   = notYet("apply", "Plan, then run the plan")
-	newBackupCmd  = notYet("backup", "Back up now")
-	newRestoreCmd = notYet("restore", "Restore a backup")
-	newVerifyCmd  = notYet("verify", "Read and check a backup")
-	newListCmd    = notYet("list", "List backups")
 	newDaemonCmd  = notYet("daemon", "Run the reconcile loop")
 	newInitCmd    = notYet("init", "Write a starter config")
 	newTestCmd    = notYet("test", "Check the setup")

@@ -1,0 +1,368 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/sinks"
+)
+
+// Outcome is what happened to one action.
+type Outcome struct {
+	Action
+	Key      string        `json:"key,omitempty"` // backups: the key written
+	Bytes    int64         `json:"bytes,omitempty"`
+	SHA256   string        `json:"sha256,omitempty"`
+	Duration time.Duration `json:"duration"`
+	Err      error         `json:"-"`
+	Error    string        `json:"error,omitempty"`
+	Skipped  string        `json:"skipped,omitempty"` // why it did not run
+}
+
+// OK reports whether the action succeeded (or was skipped for safety).
+func (o Outcome) OK() bool { return o.Err == nil }
+
+// Report is the result of applying a plan.
+type Report struct {
+	Outcomes []Outcome
+}
+
+// Failed returns the failed outcomes.
+func (r Report) Failed() []Outcome {
+	var out []Outcome
+	for _, o := range r.Outcomes {
+		if o.Err != nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Event is what the runner tells its observer about a database's run;
+// the alerting package turns it into notifications.
+type Event struct {
+	Kind     string // "start", "backup", "prune"
+	Database string
+	Success  bool
+	Bytes    int64
+	Dest     []string // storage:key of each copy written
+	Duration time.Duration
+	Err      error
+}
+
+// Observer receives run events. Implementations must not block for long
+// and must bound their own delivery time.
+type Observer interface {
+	Event(ctx context.Context, e Event)
+}
+
+// Runner applies plans.
+type Runner struct {
+	Config     *schema.Config
+	Sinks      map[string]sinks.Sink
+	Log        *slog.Logger
+	Observer   Observer // may be nil
+	Parallel   int
+	RunTimeout time.Duration
+	// Lock takes a PostgreSQL advisory lock per database backup and
+	// re-observes storage once it is held, so several daemons over one
+	// config never take the same backup twice.
+	Lock bool
+	// Progress, when set, is told the bytes of a database's backup as
+	// they are written, then -1 when it ends (for a progress display).
+	Progress func(db string) func(n int)
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Apply runs a plan: per database, backups first, then — only if every
+// backup of that database succeeded — its prunes, then cleanups. Up to
+// Parallel databases run at once, each bounded by RunTimeout.
+func (r *Runner) Apply(ctx context.Context, p Plan) Report {
+	byDB := map[string][]Action{}
+	var order []string
+	for _, a := range p.Actions {
+		if _, ok := byDB[a.Database]; !ok {
+			order = append(order, a.Database)
+		}
+		byDB[a.Database] = append(byDB[a.Database], a)
+	}
+	par := r.Parallel
+	if par <= 0 {
+		par = 2
+	}
+	results := make([][]Outcome, len(order))
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, db := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				for _, a := range byDB[db] {
+					results[i] = append(results[i], Outcome{Action: a, Err: ctx.Err(), Error: "cancelled before it started"})
+				}
+				return
+			}
+			defer func() { <-sem }()
+			results[i] = r.applyDatabase(ctx, db, byDB[db])
+		}()
+	}
+	wg.Wait()
+	var rep Report
+	for _, res := range results {
+		rep.Outcomes = append(rep.Outcomes, res...)
+	}
+	for i := range rep.Outcomes {
+		if rep.Outcomes[i].Err != nil {
+			rep.Outcomes[i].Error = rep.Outcomes[i].Err.Error()
+		}
+	}
+	return rep
+}
+
+func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) []Outcome {
+	if r.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.RunTimeout, fmt.Errorf("run timeout of %s reached", r.RunTimeout))
+		defer cancel()
+	}
+	db := r.Config.Database(name)
+	var backups, prunes, cleanups []Action
+	for _, a := range acts {
+		switch a.Type {
+		case ActBackup:
+			backups = append(backups, a)
+		case ActPrune:
+			prunes = append(prunes, a)
+		case ActCleanup:
+			cleanups = append(cleanups, a)
+		}
+	}
+	var out []Outcome
+	failed := map[string]bool{} // storages whose backup failed
+	if len(backups) > 0 {
+		res := r.backup(ctx, db, backups)
+		for _, o := range res {
+			if o.Err != nil {
+				failed[o.Storage] = true
+			}
+		}
+		out = append(out, res...)
+	}
+	for _, a := range prunes {
+		o := Outcome{Action: a}
+		switch {
+		case len(failed) > 0:
+			o.Skipped = "skipped: a backup of " + name + " failed in this run"
+		case ctx.Err() != nil:
+			o.Err = context.Cause(ctx)
+		default:
+			start := time.Now()
+			o.Err = sinks.DeleteBackups(ctx, r.Sinks[a.Storage], a.Key)
+			o.Duration = time.Since(start)
+			if o.Err == nil {
+				r.Log.Info("pruned", "database", name, "storage", a.Storage, "key", a.Key, "reason", a.Reason)
+			} else {
+				r.Log.Error("prune failed", "database", name, "storage", a.Storage, "key", a.Key, "err", o.Err)
+				r.event(ctx, Event{Kind: "prune", Database: name, Err: o.Err, Dest: []string{a.Storage + ":" + a.Key}})
+			}
+		}
+		out = append(out, o)
+	}
+	for _, a := range cleanups {
+		o := Outcome{Action: a}
+		if ctx.Err() != nil {
+			o.Err = context.Cause(ctx)
+		} else {
+			o.Err = r.Sinks[a.Storage].Cleanup(ctx, sinks.Leftover{Key: a.Key, UploadID: a.UploadID})
+			if o.Err == nil {
+				r.Log.Info("cleaned up leftover", "database", name, "storage", a.Storage, "key", a.Key)
+			}
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// errAlreadyTaken means another process took this backup meanwhile.
+var errAlreadyTaken = errors.New("another backupkit process is backing up this database")
+
+// backup takes one dump and writes it to every storage of the actions.
+func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action) []Outcome {
+	start := time.Now()
+	fail := func(err error) []Outcome {
+		var out []Outcome
+		for _, a := range acts {
+			out = append(out, Outcome{Action: a, Err: err, Duration: time.Since(start)})
+		}
+		r.Log.Error("backup failed", "database", db.Name, "err", err)
+		r.event(ctx, Event{Kind: "backup", Database: db.Name, Err: err, Duration: time.Since(start)})
+		return out
+	}
+	conn := ConnOf(db)
+	if r.Lock {
+		lock, ok, err := exec.TryLock(ctx, conn, db.Name)
+		if err != nil {
+			return fail(fmt.Errorf("advisory lock: %w", err))
+		}
+		if !ok {
+			// Someone else is on it: not a failure, nothing to do.
+			return skipAll(acts, errAlreadyTaken.Error())
+		}
+		defer lock.Release(context.WithoutCancel(ctx))
+		// Re-observe under the lock: the other process may have just
+		// finished this backup.
+		if acts[0].Reason != "forced" {
+			acts = r.stillDue(ctx, db, acts)
+			if len(acts) == 0 {
+				return skipAll(nil, "")
+			}
+		}
+	}
+	r.event(ctx, Event{Kind: "start", Database: db.Name})
+	opts := BackupOptions(db)
+	key := sinks.Key(db.Name, r.now(), opts.Ext())
+	targets := make([]sinks.Target, len(acts))
+	for i, a := range acts {
+		targets[i] = sinks.Target{Sink: r.Sinks[a.Storage], Key: key}
+	}
+	r.Log.Info("backup started", "database", db.Name, "storages", storagesOf(acts), "key", key)
+	var dumped int64
+	results, err := sinks.FanOut(ctx, targets, func(w io.Writer) error {
+		if r.Progress != nil {
+			if p := r.Progress(db.Name); p != nil {
+				defer p(-1)
+				w = progressWriter{w, p}
+			}
+		}
+		n, err := exec.Backup(ctx, opts, w)
+		dumped = n
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
+		return fail(err)
+	}
+	out := make([]Outcome, len(acts))
+	var dest []string
+	var errs []error
+	var total int64
+	for i, res := range results {
+		out[i] = Outcome{Action: acts[i], Key: key, Bytes: res.Size, SHA256: res.SHA256, Duration: res.Duration, Err: res.Err}
+		if res.Err != nil && res.Size > 0 {
+			// Data written, sidecar failed: the backup exists.
+			r.Log.Warn("backup written without checksum sidecar", "database", db.Name, "storage", acts[i].Storage, "err", res.Err)
+			out[i].Err = nil
+		}
+		if out[i].Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", acts[i].Storage, res.Err))
+			r.Log.Error("backup copy failed", "database", db.Name, "storage", acts[i].Storage, "err", res.Err)
+			continue
+		}
+		total = res.Size
+		dest = append(dest, acts[i].Storage+":"+key)
+		r.Log.Info("backup complete", "database", db.Name, "storage", acts[i].Storage, "key", key,
+			"bytes", res.Size, "dump_bytes", dumped, "sha256", res.SHA256, "duration", res.Duration.Round(time.Millisecond))
+	}
+	r.event(ctx, Event{Kind: "backup", Database: db.Name, Success: len(errs) == 0, Bytes: total, Dest: dest,
+		Duration: time.Since(start), Err: errors.Join(errs...)})
+	return out
+}
+
+func skipAll(acts []Action, why string) []Outcome {
+	var out []Outcome
+	for _, a := range acts {
+		out = append(out, Outcome{Action: a, Skipped: why})
+	}
+	return out
+}
+
+// stillDue re-lists the storages of acts and keeps the ones still due.
+func (r *Runner) stillDue(ctx context.Context, db *schema.Database, acts []Action) []Action {
+	var keep []Action
+	for _, a := range acts {
+		ob := observeSlot(ctx, r.Sinks[a.Storage], db.Name)
+		if ob.Err != nil {
+			keep = append(keep, a) // cannot tell: the backup is safe to take
+			continue
+		}
+		var newest time.Time
+		now := r.now()
+		for _, b := range ob.Backups {
+			if !b.Time.After(now) {
+				newest = b.Time
+				break
+			}
+		}
+		if ok, _ := due(db.Backup.Schedule, db.Backup.Location, newest, now); ok {
+			keep = append(keep, a)
+		}
+	}
+	return keep
+}
+
+func (r *Runner) event(ctx context.Context, e Event) {
+	if r.Observer != nil {
+		r.Observer.Event(context.WithoutCancel(ctx), e)
+	}
+}
+
+type progressWriter struct {
+	w io.Writer
+	f func(int)
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.f(n)
+	return n, err
+}
+
+// ConnOf returns the pipeline's connection settings for a database.
+func ConnOf(db *schema.Database) exec.Conn {
+	c := db.Connection
+	return exec.Conn{Host: c.Host, Port: c.Port, Database: c.Database, User: c.User, Password: c.Password.Reveal(), SSLMode: c.SSLMode}
+}
+
+// BackupOptions returns the pipeline options for a database.
+func BackupOptions(db *schema.Database) exec.BackupOptions {
+	o := exec.BackupOptions{Conn: ConnOf(db), Compression: exec.Compression(db.Backup.Compression), Level: db.Backup.CompressionLevel}
+	if db.Backup.Encrypted() {
+		o.Password = db.Backup.Encryption.Password.Reveal()
+	}
+	return o
+}
+
+// Expected returns the layers a backup of db should have by its config.
+func Expected(db *schema.Database) exec.Layers {
+	c := exec.Compression(db.Backup.Compression)
+	if c == "" {
+		c = exec.None
+	}
+	return exec.Layers{Encrypted: db.Backup.Encrypted(), Compression: c, Kind: exec.KindCustom}
+}
+
+// describeErr shortens an error for one line of output.
+func describeErr(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}

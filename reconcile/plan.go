@@ -1,0 +1,266 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/sinks"
+)
+
+// ActionType is what an action does.
+type ActionType string
+
+// Action types.
+const (
+	ActBackup  ActionType = "backup"
+	ActPrune   ActionType = "prune"
+	ActCleanup ActionType = "cleanup"
+)
+
+// Action is one step of a plan.
+type Action struct {
+	Type     ActionType `json:"type"`
+	Database string     `json:"database"`
+	Storage  string     `json:"storage"`
+	Key      string     `json:"key,omitempty"`
+	Reason   string     `json:"reason"`
+	UploadID string     `json:"upload_id,omitempty"`
+}
+
+// Plan is what apply will do: plain data, made by MakePlan and rendered
+// by `plan` as text or JSON.
+type Plan struct {
+	Version  int       `json:"version"`
+	Now      time.Time `json:"now"`
+	Actions  []Action  `json:"actions"`
+	Warnings []string  `json:"warnings,omitempty"`
+	// Unobserved lists "database/storage" pairs whose listing failed:
+	// nothing is planned for them.
+	Unobserved []string `json:"unobserved,omitempty"`
+}
+
+// Empty reports whether the plan changes nothing.
+func (p Plan) Empty() bool { return len(p.Actions) == 0 }
+
+// Count returns the number of actions of a type.
+func (p Plan) Count(t ActionType) int {
+	n := 0
+	for _, a := range p.Actions {
+		if a.Type == t {
+			n++
+		}
+	}
+	return n
+}
+
+// Slot is one (database, storage) pair.
+type Slot struct{ Database, Storage string }
+
+func (s Slot) String() string { return s.Database + "/" + s.Storage }
+
+// Observed is what one storage holds for one database.
+type Observed struct {
+	Backups   []sinks.Backup // newest first
+	Leftovers []sinks.Leftover
+	Err       error // listing failed: the slot is unobserved
+}
+
+// Observation is the observed state of every slot.
+type Observation map[Slot]*Observed
+
+// Observe lists every storage each selected database writes to, at most
+// a few at once. A failed listing marks that slot unobserved.
+func Observe(ctx context.Context, cfg *schema.Config, stores map[string]sinks.Sink, only string) Observation {
+	obs := Observation{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for _, db := range cfg.Databases {
+		if only != "" && db.Name != only {
+			continue
+		}
+		for _, st := range db.Backup.Storage {
+			slot := Slot{db.Name, st}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				o := observeSlot(ctx, stores[st], db.Name)
+				mu.Lock()
+				obs[slot] = o
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	return obs
+}
+
+func observeSlot(ctx context.Context, s sinks.Sink, db string) *Observed {
+	if s == nil {
+		return &Observed{Err: fmt.Errorf("storage is not configured")}
+	}
+	b, err := sinks.ListBackups(ctx, s, db)
+	if err != nil {
+		return &Observed{Err: err}
+	}
+	lo, err := s.Leftovers(ctx, db+"/")
+	if err != nil {
+		return &Observed{Err: err}
+	}
+	return &Observed{Backups: b, Leftovers: lo}
+}
+
+// PlanOptions narrow or force a plan.
+type PlanOptions struct {
+	Database   string        // only this database ("" = all)
+	Force      bool          // back up even when not due
+	RunTimeout time.Duration // leftovers older than this are cleaned up
+	// Skip lists databases not to back up now (daemon backoff).
+	Skip map[string]bool
+}
+
+// MakePlan is the pure planning function of (config, observation, now).
+func MakePlan(cfg *schema.Config, obs Observation, now time.Time, o PlanOptions) Plan {
+	p := Plan{Version: 1, Now: now.UTC(), Actions: []Action{}}
+	cleanupAge := o.RunTimeout
+	if cleanupAge <= 0 {
+		cleanupAge = 6 * time.Hour
+	}
+	for _, db := range cfg.Databases {
+		if o.Database != "" && db.Name != o.Database {
+			continue
+		}
+		var backups, prunes, cleanups []Action
+		for _, st := range db.Backup.Storage {
+			slot := Slot{db.Name, st}
+			ob := obs[slot]
+			if ob == nil || ob.Err != nil {
+				msg := "not observed"
+				if ob != nil {
+					msg = ob.Err.Error()
+				}
+				p.Unobserved = append(p.Unobserved, slot.String())
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%s: storage not observed, nothing planned: %s", slot, msg))
+				continue
+			}
+			// Backups from the future (clock skew) are never pruned and
+			// do not count for the schedule.
+			var current []sinks.Backup
+			for _, b := range ob.Backups {
+				if b.Time.After(now) {
+					p.Warnings = append(p.Warnings, fmt.Sprintf("%s: backup %s is dated in the future (clock skew?); it is kept", slot, b.Key))
+					continue
+				}
+				current = append(current, b)
+			}
+			var newest time.Time
+			if len(current) > 0 {
+				newest = current[0].Time
+			}
+			isDue, reason := due(db.Backup.Schedule, db.Backup.Location, newest, now)
+			if o.Force {
+				isDue, reason = true, "forced"
+			}
+			if o.Skip[db.Name] && !o.Force {
+				isDue = false
+			}
+			if isDue {
+				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason})
+			}
+			prunes = append(prunes, planPrunes(db, st, current, isDue, now)...)
+			for _, lo := range ob.Leftovers {
+				if now.Sub(lo.Started) > cleanupAge {
+					cleanups = append(cleanups, Action{Type: ActCleanup, Database: db.Name, Storage: st, Key: lo.Key, UploadID: lo.UploadID,
+						Reason: fmt.Sprintf("unfinished write from %s, older than %s", fmtTime(lo.Started.UTC()), cleanupAge)})
+				}
+			}
+		}
+		p.Actions = append(p.Actions, backups...)
+		p.Actions = append(p.Actions, prunes...)
+		p.Actions = append(p.Actions, cleanups...)
+	}
+	return p
+}
+
+// planPrunes applies retention to one slot. When a backup is planned, it
+// counts as the newest (at now), so a plan after a successful apply asks
+// for no further prunes; apply skips these prunes if that backup fails.
+func planPrunes(db schema.Database, st string, current []sinks.Backup, withNew bool, now time.Time) []Action {
+	if db.Retention == nil || len(current) == 0 {
+		return nil
+	}
+	times := make([]time.Time, 0, len(current)+1)
+	if withNew {
+		times = append(times, now)
+	}
+	for _, b := range current {
+		times = append(times, b.Time)
+	}
+	kept := Retain(times, db.Retention, db.Backup.Location)
+	if withNew {
+		kept = kept[1:]
+	}
+	var out []Action
+	for i, b := range current {
+		if len(kept[i]) > 0 || (i == 0 && !withNew) {
+			continue // kept by a rule, or the newest complete backup
+		}
+		out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key,
+			Reason: "not kept by " + policy(db.Retention)})
+	}
+	return out
+}
+
+// KeptBy returns, for each backup of a slot (newest first), the rules
+// that keep it, for `list`.
+func KeptBy(db schema.Database, backups []sinks.Backup, now time.Time) [][]string {
+	times := make([]time.Time, len(backups))
+	for i, b := range backups {
+		times[i] = b.Time
+	}
+	kept := Retain(times, db.Retention, db.Backup.Location)
+	for i, b := range backups {
+		if b.Time.After(now) {
+			kept[i] = append(kept[i], "future")
+		}
+	}
+	if len(kept) > 0 && len(kept[0]) == 0 {
+		kept[0] = []string{"newest"}
+	}
+	return kept
+}
+
+// Databases returns the names of the databases the plan backs up, sorted.
+func (p Plan) Databases() []string {
+	seen := map[string]bool{}
+	for _, a := range p.Actions {
+		seen[a.Database] = true
+	}
+	var out []string
+	for d := range seen {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Summary is the one-line count: "2 to back up, 3 to prune, 0 to clean up".
+func (p Plan) Summary() string {
+	return fmt.Sprintf("%d to back up, %d to prune, %d to clean up", p.Count(ActBackup), p.Count(ActPrune), p.Count(ActCleanup))
+}
+
+// storagesOf lists the storages of a database's backup actions.
+func storagesOf(acts []Action) string {
+	var s []string
+	for _, a := range acts {
+		s = append(s, a.Storage)
+	}
+	return strings.Join(s, ", ")
+}

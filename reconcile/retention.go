@@ -1,0 +1,84 @@
+package reconcile
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/backupkit/backupkit/schema"
+)
+
+// rule is one keep rule: how many buckets, and the bucket of a time.
+type rule struct {
+	name   string
+	count  int
+	bucket func(t time.Time) string
+}
+
+func rules(r *schema.Retention) []rule {
+	return []rule{
+		{"keep_last", r.KeepLast, nil},
+		{"keep_hourly", r.KeepHourly, func(t time.Time) string { return t.Format("2006-01-02T15") }},
+		{"keep_daily", r.KeepDaily, func(t time.Time) string { return t.Format("2006-01-02") }},
+		{"keep_weekly", r.KeepWeekly, func(t time.Time) string {
+			y, w := t.ISOWeek()
+			return fmt.Sprintf("%d-W%02d", y, w)
+		}},
+		{"keep_monthly", r.KeepMonthly, func(t time.Time) string { return t.Format("2006-01") }},
+		{"keep_yearly", r.KeepYearly, func(t time.Time) string { return t.Format("2006") }},
+	}
+}
+
+// Retain applies restic-style keep rules to backup times sorted newest
+// first, evaluated in loc. It returns, for each index, the rules that keep
+// it (empty: not kept). A nil policy keeps everything. The caller still
+// applies the safety rules (the newest backup is always kept).
+func Retain(times []time.Time, r *schema.Retention, loc *time.Location) [][]string {
+	kept := make([][]string, len(times))
+	if r == nil || *r == (schema.Retention{}) {
+		// No rule set: nothing asks for a prune.
+		for i := range kept {
+			kept[i] = []string{"no retention"}
+		}
+		return kept
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	for _, ru := range rules(r) {
+		if ru.count <= 0 {
+			continue
+		}
+		n, last := 0, ""
+		for i, t := range times {
+			if n >= ru.count {
+				break
+			}
+			b := fmt.Sprint(i)
+			if ru.bucket != nil {
+				b = ru.bucket(t.In(loc))
+			}
+			if b == last {
+				continue
+			}
+			last = b
+			kept[i] = append(kept[i], ru.name)
+			n++
+		}
+	}
+	return kept
+}
+
+// policy describes the rules in a prune reason: "keep_daily=7, keep_weekly=4".
+func policy(r *schema.Retention) string {
+	var parts []string
+	for _, ru := range rules(r) {
+		if ru.count > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", ru.name, ru.count))
+		}
+	}
+	if len(parts) == 0 {
+		return "an empty retention policy"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,58 @@
+package reconcile
+
+import (
+	"time"
+
+	"github.com/backupkit/backupkit/schema"
+)
+
+// nextSlot returns the first cron slot strictly after t, in loc. ok is
+// false for an empty schedule (on demand only).
+func nextSlot(expr string, loc *time.Location, t time.Time) (time.Time, bool) {
+	if expr == "" {
+		return time.Time{}, false
+	}
+	s, err := schema.CronParser.Parse(expr)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	return s.Next(t.In(loc)), true
+}
+
+// Interval is the gap between the two slots after t: the schedule's
+// period near t (used for "overdue" = 2 × interval).
+func Interval(expr string, loc *time.Location, t time.Time) (time.Duration, bool) {
+	a, ok := nextSlot(expr, loc, t)
+	if !ok {
+		return 0, false
+	}
+	b, _ := nextSlot(expr, loc, a)
+	return b.Sub(a), true
+}
+
+// due decides whether a backup is due: when there is none, or when the
+// next slot after the newest one is at or before now. Missed slots are
+// caught up once, since only the newest backup counts.
+func due(expr string, loc *time.Location, newest time.Time, now time.Time) (bool, string) {
+	if expr == "" {
+		return false, ""
+	}
+	if newest.IsZero() {
+		return true, "due: no backup yet"
+	}
+	slot, _ := nextSlot(expr, loc, newest)
+	if slot.After(now) {
+		return false, ""
+	}
+	return true, "due: slot " + fmtTime(slot) + ", newest backup " + fmtTime(newest)
+}
+
+func fmtTime(t time.Time) string {
+	if t.Location() == time.UTC {
+		return t.Format("2006-01-02T15:04:05Z")
+	}
+	return t.Format(time.RFC3339)
+}

@@ -1,0 +1,405 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// S3Options configures an S3 sink.
+type S3Options struct {
+	Bucket, Region, Prefix string
+	Endpoint               string // S3-compatible servers; empty for AWS
+	ForcePathStyle         bool
+	StorageClass           string // default STANDARD
+	// Checksum is "when_supported" (SDK default) or "when_required", for
+	// S3-compatible servers that reject the SDK's newer checksums.
+	Checksum             string
+	AccessKey, SecretKey string // both empty: the AWS credential chain
+	// PartSize is the first multipart part size (default 16 MiB); parts
+	// grow by that much every 1,000 parts, so a 1 TB stream fits in
+	// 10,000 parts. Concurrency is the number of parts in flight
+	// (default 2). Memory ≈ part size × (concurrency + 1).
+	PartSize    int64
+	Concurrency int
+	// MaxAttempts bounds the SDK's retries per request (default 4).
+	MaxAttempts int
+}
+
+// S3 stores backups in a bucket: multipart uploads completed only after
+// the whole stream succeeded and aborted on any failure.
+type S3 struct {
+	name   string
+	opt    S3Options
+	client *s3.Client
+}
+
+var _ Sink = (*S3)(nil)
+
+const (
+	minPartSize   = 5 << 20
+	maxParts      = 10000
+	partGrowEvery = 1000
+)
+
+// NewS3 builds an S3 sink. It does not contact the server.
+func NewS3(ctx context.Context, name string, o S3Options) (*S3, error) {
+	if o.PartSize == 0 {
+		o.PartSize = 16 << 20
+	}
+	if o.PartSize < minPartSize {
+		o.PartSize = minPartSize
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 2
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 4
+	}
+	if o.StorageClass == "" {
+		o.StorageClass = "STANDARD"
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(o.Region)}
+	if o.AccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(o.AccessKey, o.SecretKey, "")))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3 config: %w", err)
+	}
+	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if o.Endpoint != "" {
+			so.BaseEndpoint = aws.String(o.Endpoint)
+		}
+		so.UsePathStyle = o.ForcePathStyle
+		if o.Checksum == "when_required" {
+			so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		}
+		so.Retryer = retry.NewStandard(func(ro *retry.StandardOptions) {
+			ro.MaxAttempts = o.MaxAttempts
+			ro.MaxBackoff = 5 * time.Second
+		})
+	})
+	return &S3{name: name, opt: o, client: client}, nil
+}
+
+// Name implements Sink.
+func (s *S3) Name() string { return s.name }
+
+// Describe implements Sink.
+func (s *S3) Describe() string {
+	d := "s3://" + s.opt.Bucket
+	if s.opt.Prefix != "" {
+		d += "/" + strings.Trim(s.opt.Prefix, "/")
+	}
+	if s.opt.Endpoint != "" {
+		d += " at " + s.opt.Endpoint
+	}
+	return d
+}
+
+func (s *S3) objKey(key string) string {
+	if p := strings.Trim(s.opt.Prefix, "/"); p != "" {
+		return p + "/" + key
+	}
+	return key
+}
+
+func (s *S3) relKey(obj string) (string, bool) {
+	p := strings.Trim(s.opt.Prefix, "/")
+	if p == "" {
+		return obj, true
+	}
+	return strings.CutPrefix(obj, p+"/")
+}
+
+// partSize is the size of part n (1-based).
+func (s *S3) partSize(n int) int64 {
+	return s.opt.PartSize * int64(1+(n-1)/partGrowEvery)
+}
+
+// Put implements Sink: a single PutObject for a stream shorter than one
+// part, else a multipart upload.
+func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	k := s.objKey(key)
+	first := make([]byte, s.partSize(1))
+	n, err := io.ReadFull(r, first)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &s.opt.Bucket, Key: &k, Body: bytes.NewReader(first[:n]),
+			ContentLength: aws.Int64(int64(n)), StorageClass: types.StorageClass(s.opt.StorageClass),
+		})
+		if err != nil {
+			return 0, s.wrap("put "+key, err)
+		}
+		return int64(n), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return s.multipart(ctx, key, k, first, r)
+}
+
+type part struct {
+	n   int32
+	buf []byte
+}
+
+func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Reader) (total int64, err error) {
+	up, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &s.opt.Bucket, Key: &k, StorageClass: types.StorageClass(s.opt.StorageClass),
+	})
+	if err != nil {
+		return 0, s.wrap("start upload of "+key, err)
+	}
+	uploadID := up.UploadId
+	defer func() {
+		if err != nil {
+			// Abort with a fresh, bounded context: ctx may be cancelled.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.opt.Bucket, Key: &k, UploadId: uploadID})
+		}
+	}()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var (
+		mu        sync.Mutex
+		completed []types.CompletedPart
+		firstErr  error
+		wg        sync.WaitGroup
+	)
+	sem := make(chan struct{}, s.opt.Concurrency)
+	upload := func(p part) {
+		defer wg.Done()
+		defer func() { <-sem }()
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: &s.opt.Bucket, Key: &k, UploadId: uploadID, PartNumber: aws.Int32(p.n),
+			Body: bytes.NewReader(p.buf), ContentLength: aws.Int64(int64(len(p.buf))),
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = s.wrap(fmt.Sprintf("upload part %d of %s", p.n, key), err)
+				cancel(firstErr)
+			}
+			return
+		}
+		completed = append(completed, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(p.n),
+			ChecksumCRC32: out.ChecksumCRC32, ChecksumCRC32C: out.ChecksumCRC32C,
+			ChecksumSHA1: out.ChecksumSHA1, ChecksumSHA256: out.ChecksumSHA256, ChecksumCRC64NVME: out.ChecksumCRC64NVME})
+	}
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr
+	}
+
+	// Part buffers are reused: memory stays near part size × (concurrency+1).
+	free := make(chan []byte, s.opt.Concurrency+1)
+	getBuf := func(size int64) []byte {
+		select {
+		case b := <-free:
+			if int64(cap(b)) >= size {
+				return b[:size]
+			}
+		default:
+		}
+		return make([]byte, size)
+	}
+	buf, final := first, false
+	var readErr error
+loop:
+	for n := 1; ; n++ {
+		if n > maxParts {
+			readErr = fmt.Errorf("stream exceeds %d parts", maxParts)
+			break
+		}
+		total += int64(len(buf))
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if err := failed(); err != nil {
+			readErr = err
+			break
+		}
+		if ctx.Err() != nil {
+			readErr = context.Cause(ctx)
+			break
+		}
+		wg.Add(1)
+		go func(p part) {
+			upload(p)
+			select {
+			case free <- p.buf[:cap(p.buf)]:
+			default:
+			}
+		}(part{n: int32(n), buf: buf})
+		if final {
+			break
+		}
+		next := getBuf(s.partSize(n + 1))
+		m, err := io.ReadFull(r, next)
+		switch {
+		case err == io.EOF:
+			break loop
+		case err == io.ErrUnexpectedEOF:
+			buf, final = next[:m], true
+		case err != nil:
+			readErr = err
+			break loop
+		default:
+			buf = next
+		}
+	}
+	wg.Wait()
+	if readErr == nil {
+		readErr = failed()
+	}
+	if readErr == nil {
+		readErr = ctx.Err()
+	}
+	if readErr != nil {
+		return total, readErr
+	}
+	sort.Slice(completed, func(i, j int) bool { return *completed[i].PartNumber < *completed[j].PartNumber })
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &s.opt.Bucket, Key: &k, UploadId: uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	})
+	if err != nil {
+		return total, s.wrap("complete upload of "+key, err)
+	}
+	return total, nil
+}
+
+// List implements Sink; it pages through any number of keys.
+func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.opt.Bucket, Prefix: aws.String(s.objKey(prefix))})
+	var out []Object
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s.wrap("list", err)
+		}
+		for _, o := range page.Contents {
+			k, ok := s.relKey(aws.ToString(o.Key))
+			if !ok {
+				continue
+			}
+			out = append(out, Object{Key: k, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+		}
+	}
+	return out, nil
+}
+
+// Open implements Sink.
+func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	k := s.objKey(key)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.opt.Bucket, Key: &k})
+	if err != nil {
+		var nsk *types.NoSuchKey
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &nsk) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound) {
+			return nil, fmt.Errorf("s3 %s: %s: %w", s.name, key, ErrNotFound)
+		}
+		return nil, s.wrap("open "+key, err)
+	}
+	return out.Body, nil
+}
+
+// Delete implements Sink, in batches of 1,000.
+func (s *S3) Delete(ctx context.Context, keys ...string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		var ids []types.ObjectIdentifier
+		for _, k := range keys[:n] {
+			ids = append(ids, types.ObjectIdentifier{Key: aws.String(s.objKey(k))})
+		}
+		out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.opt.Bucket,
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+		if err != nil {
+			return s.wrap("delete", err)
+		}
+		var errs []error
+		for _, e := range out.Errors {
+			if aws.ToString(e.Code) == "NoSuchKey" {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("delete %s: %s", aws.ToString(e.Key), aws.ToString(e.Message)))
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("s3 %s: %w", s.name, errors.Join(errs...))
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// Leftovers implements Sink: incomplete multipart uploads under prefix.
+func (s *S3) Leftovers(ctx context.Context, prefix string) ([]Leftover, error) {
+	in := &s3.ListMultipartUploadsInput{Bucket: &s.opt.Bucket, Prefix: aws.String(s.objKey(prefix))}
+	var out []Leftover
+	for {
+		page, err := s.client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return nil, s.wrap("list uploads", err)
+		}
+		for _, u := range page.Uploads {
+			k, ok := s.relKey(aws.ToString(u.Key))
+			if !ok {
+				continue
+			}
+			out = append(out, Leftover{Key: k, Started: aws.ToTime(u.Initiated), UploadID: aws.ToString(u.UploadId)})
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return out, nil
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	}
+}
+
+// Cleanup implements Sink: aborts an incomplete upload.
+func (s *S3) Cleanup(ctx context.Context, l Leftover) error {
+	if l.UploadID == "" {
+		return fmt.Errorf("refusing to clean up %q: no upload id", l.Key)
+	}
+	_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.opt.Bucket,
+		Key: aws.String(s.objKey(l.Key)), UploadId: &l.UploadID})
+	return s.wrap("abort upload of "+l.Key, err)
+}
+
+// wrap names the storage and keeps the SDK's error short: code and
+// message, never request signatures or credentials.
+func (s *S3) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("s3 %s: %s: %s: %s", s.name, op, ae.ErrorCode(), ae.ErrorMessage())
+	}
+	return fmt.Errorf("s3 %s: %s: %w", s.name, op, err)
+}
