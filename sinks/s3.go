@@ -206,9 +206,7 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 			}
 			return
 		}
-		completed = append(completed, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(p.n),
-			ChecksumCRC32: out.ChecksumCRC32, ChecksumCRC32C: out.ChecksumCRC32C,
-			ChecksumSHA1: out.ChecksumSHA1, ChecksumSHA256: out.ChecksumSHA256, ChecksumCRC64NVME: out.ChecksumCRC64NVME})
+		completed = append(completed, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(p.n)})
 	}
 	failed := func() error {
 		mu.Lock()
