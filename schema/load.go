@@ -2,6 +2,7 @@ package schema
 
 import (
 	_ "embed"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -147,7 +148,12 @@ func Parse(path string, data []byte, env LookupEnv) (*Config, error) {
 
 	file, err := parseFile(path, data)
 	if err != nil {
-		l.addCUE(err, cue.Value{})
+		var ce cueerrors.Error
+		if !errors.As(err, &ce) {
+			l.probs = append(l.probs, Problem{Pos: path, Msg: err.Error()})
+		} else {
+			l.addCUE(err, cue.Value{})
+		}
 		return nil, l.fail()
 	}
 	l.expandFile(file)
@@ -267,6 +273,9 @@ func (l *loader) addCUE(err error, data cue.Value) {
 	}
 	for _, path := range order {
 		g := groups[path]
+		if !g.pos.IsValid() && data.Exists() && path != "" {
+			g.pos = posOf(data, path)
+		}
 		if len(g.alts) > 1 {
 			l.probs = append(l.probs, Problem{Path: path, Pos: l.pos(g.pos),
 				Msg: fmt.Sprintf("must be one of %s (got %s)", strings.Join(uniq(g.alts), ", "), g.got)})
