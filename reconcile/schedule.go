@@ -19,8 +19,17 @@ func nextSlot(expr string, loc *time.Location, t time.Time) (time.Time, bool) {
 	if loc == nil {
 		loc = time.UTC
 	}
-	return s.Next(t.In(loc)), true
+	t = t.In(loc)
+	next := s.Next(t)
+	// When clocks fall back, a wall-clock time repeats; like cron, run
+	// that slot once: skip a slot with the same wall-clock minute as t.
+	if wallMinute(next) == wallMinute(t) {
+		next = s.Next(next)
+	}
+	return next, true
 }
+
+func wallMinute(t time.Time) string { return t.Format("2006-01-02 15:04") }
 
 // Interval is the gap between the two slots after t: the schedule's
 // period near t (used for "overdue" = 2 × interval).

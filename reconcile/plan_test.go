@@ -1,0 +1,301 @@
+package reconcile
+
+import (
+	"fmt"
+	"math/rand"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/sinks"
+)
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestDue(t *testing.T) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	ny, _ := time.LoadLocation("America/New_York")
+	cases := []struct {
+		name, cron string
+		loc        *time.Location
+		newest     string
+		now        string
+		want       bool
+	}{
+		{"no backup yet", "0 2 * * *", time.UTC, "", "2026-11-25T00:00:00Z", true},
+		{"empty schedule, no backup: on demand only", "", time.UTC, "", "2026-11-25T00:00:00Z", false},
+		{"empty schedule never due", "", time.UTC, "2026-01-01T00:00:00Z", "2026-11-25T00:00:00Z", false},
+		{"daily: before the slot", "0 2 * * *", time.UTC, "2026-11-24T02:00:07Z", "2026-11-25T01:59:59Z", false},
+		{"daily: at the slot", "0 2 * * *", time.UTC, "2026-11-24T02:00:07Z", "2026-11-25T02:00:00Z", true},
+		{"daily: after the slot", "0 2 * * *", time.UTC, "2026-11-24T02:00:07Z", "2026-11-25T09:00:00Z", true},
+		{"daily: taken today", "0 2 * * *", time.UTC, "2026-11-25T02:00:07Z", "2026-11-25T09:00:00Z", false},
+		{"hourly at :15", "15 * * * *", time.UTC, "2026-11-25T10:15:02Z", "2026-11-25T11:14:00Z", false},
+		{"hourly at :15, due", "15 * * * *", time.UTC, "2026-11-25T10:15:02Z", "2026-11-25T11:15:00Z", true},
+		{"every 5 minutes", "*/5 * * * *", time.UTC, "2026-11-25T10:00:30Z", "2026-11-25T10:05:00Z", true},
+		{"weekly on Sunday", "0 3 * * 0", time.UTC, "2026-11-22T03:00:00Z", "2026-11-28T23:00:00Z", false},
+		{"weekly on Sunday, due", "0 3 * * 0", time.UTC, "2026-11-22T03:00:00Z", "2026-11-29T03:00:00Z", true},
+		{"descriptor @daily", "@daily", time.UTC, "2026-11-24T00:00:01Z", "2026-11-25T00:00:00Z", true},
+		{"berlin 02:00 is 01:00 UTC in winter", "0 2 * * *", berlin, "2026-11-24T01:00:05Z", "2026-11-25T00:59:00Z", false},
+		{"berlin 02:00 is 01:00 UTC in winter, due", "0 2 * * *", berlin, "2026-11-24T01:00:05Z", "2026-11-25T01:00:00Z", true},
+		// 2026-03-29: Berlin skips 02:00-03:00. The 02:30 slot does not
+		// exist that day; the next slot is the day after.
+		{"DST spring forward: skipped slot", "30 2 * * *", berlin, "2026-03-28T01:30:05Z", "2026-03-29T12:00:00Z", false},
+		{"DST spring forward: next day", "30 2 * * *", berlin, "2026-03-28T01:30:05Z", "2026-03-30T00:30:00Z", true},
+		// 2026-10-25: Berlin repeats 02:00-03:00; one backup that day.
+		{"DST fall back: first 02:30", "30 2 * * *", berlin, "2026-10-24T00:30:05Z", "2026-10-25T00:30:00Z", true},
+		{"DST fall back: no second backup", "30 2 * * *", berlin, "2026-10-25T00:30:05Z", "2026-10-25T01:45:00Z", false},
+		{"new york daily 00:00 across DST", "0 0 * * *", ny, "2026-03-07T05:00:01Z", "2026-03-08T05:00:00Z", true},
+		{"new york after spring forward", "0 0 * * *", ny, "2026-03-08T05:00:01Z", "2026-03-09T03:59:00Z", false},
+		{"new york after spring forward, due", "0 0 * * *", ny, "2026-03-08T05:00:01Z", "2026-03-09T04:00:00Z", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var newest time.Time
+			if c.newest != "" {
+				newest = ts(c.newest)
+			}
+			got, reason := due(c.cron, c.loc, newest, ts(c.now))
+			if got != c.want {
+				t.Fatalf("due = %v (%s), want %v", got, reason, c.want)
+			}
+		})
+	}
+}
+
+// cfgWith is a one-database config writing to "local".
+func cfgWith(schedule string, r *schema.Retention, loc *time.Location) *schema.Config {
+	if loc == nil {
+		loc = time.UTC
+	}
+	return &schema.Config{Version: 1,
+		Storage: []schema.Storage{{Name: "local", Type: "local", Local: &schema.Local{Path: "/x"}}},
+		Databases: []schema.Database{{Name: "app", Type: "postgres",
+			Backup:    schema.Backup{Schedule: schedule, Storage: schema.StorageNames{"local"}, Timezone: loc.String(), Location: loc},
+			Retention: r}}}
+}
+
+func history(times ...time.Time) *Observed {
+	o := &Observed{}
+	for _, t := range times {
+		o.Backups = append(o.Backups, sinks.Backup{Database: "app", Key: sinks.Key("app", t, ".dump"), Time: t})
+	}
+	sort.Slice(o.Backups, func(i, j int) bool { return o.Backups[i].Time.After(o.Backups[j].Time) })
+	return o
+}
+
+func TestCatchUpAfterLongGapIsOneBackup(t *testing.T) {
+	cfg := cfgWith("0 * * * *", nil, nil)
+	obs := Observation{{"app", "local"}: history(ts("2026-11-01T00:00:10Z"))}
+	p := MakePlan(cfg, obs, ts("2026-11-25T12:34:00Z"), PlanOptions{})
+	if p.Count(ActBackup) != 1 {
+		t.Fatalf("after 24 days down: %d backups planned, want 1: %+v", p.Count(ActBackup), p.Actions)
+	}
+	if p.Actions[0].Reason != "due: slot 2026-11-01T01:00:00Z, newest backup 2026-11-01T00:00:10Z" {
+		t.Fatalf("reason %q", p.Actions[0].Reason)
+	}
+	// Applied: the next plan is empty until the next slot.
+	obs[Slot{"app", "local"}] = history(ts("2026-11-01T00:00:10Z"), ts("2026-11-25T12:34:01Z"))
+	if p := MakePlan(cfg, obs, ts("2026-11-25T12:59:59Z"), PlanOptions{}); !p.Empty() {
+		t.Fatalf("second plan not empty: %+v", p.Actions)
+	}
+}
+
+func TestUnobservedStoragePlansNothing(t *testing.T) {
+	r := &schema.Retention{KeepLast: 1}
+	cfg := cfgWith("0 * * * *", r, nil)
+	obs := Observation{{"app", "local"}: {Err: fmt.Errorf("permission denied")}}
+	p := MakePlan(cfg, obs, ts("2026-11-25T12:00:00Z"), PlanOptions{Force: true})
+	if !p.Empty() || len(p.Unobserved) != 1 {
+		t.Fatalf("plan for an unobserved storage: %+v", p)
+	}
+}
+
+func TestFutureBackupNeverPruned(t *testing.T) {
+	cfg := cfgWith("0 * * * *", &schema.Retention{KeepLast: 1}, nil)
+	now := ts("2026-11-25T12:00:00Z")
+	obs := Observation{{"app", "local"}: history(now.Add(-3*time.Hour), now.Add(-2*time.Hour), now.Add(48*time.Hour))}
+	p := MakePlan(cfg, obs, now, PlanOptions{})
+	for _, a := range p.Actions {
+		if a.Type == ActPrune && a.Key == sinks.Key("app", now.Add(48*time.Hour), ".dump") {
+			t.Fatal("future backup planned for pruning")
+		}
+	}
+	if len(p.Warnings) == 0 {
+		t.Fatal("no clock-skew warning")
+	}
+}
+
+func TestLeftoversCleanedWhenOld(t *testing.T) {
+	cfg := cfgWith("", nil, nil)
+	now := ts("2026-11-25T12:00:00Z")
+	o := history(now.Add(-time.Hour))
+	o.Leftovers = []sinks.Leftover{{Key: "app/.x.tmp-1", Started: now.Add(-2 * time.Hour)}, {Key: "app/.y.tmp-2", Started: now.Add(-time.Minute)}}
+	p := MakePlan(cfg, Observation{{"app", "local"}: o}, now, PlanOptions{RunTimeout: 30 * time.Minute})
+	if p.Count(ActCleanup) != 1 || p.Actions[0].Key != "app/.x.tmp-1" {
+		t.Fatalf("cleanups: %+v", p.Actions)
+	}
+}
+
+// The v0 example (keep_daily 7, weekly 4, monthly 3) over a year of daily
+// 02:00 backups keeps exactly this set.
+func TestRetentionV0ExampleOverAYear(t *testing.T) {
+	r := &schema.Retention{KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 3}
+	var times []time.Time
+	for d := ts("2026-12-31T02:00:00Z"); !d.Before(ts("2026-01-01T02:00:00Z")); d = d.AddDate(0, 0, -1) {
+		times = append(times, d)
+	}
+	kept := Retain(times, r, time.UTC)
+	var got []string
+	for i, k := range kept {
+		if len(k) > 0 {
+			got = append(got, times[i].Format("01-02")+"="+fmt.Sprint(k))
+		}
+	}
+	want := []string{
+		"12-31=[keep_daily keep_weekly keep_monthly]", "12-30=[keep_daily]", "12-29=[keep_daily]",
+		"12-28=[keep_daily]", "12-27=[keep_daily keep_weekly]", "12-26=[keep_daily]", "12-25=[keep_daily]",
+		"12-20=[keep_weekly]", "12-13=[keep_weekly]", "11-30=[keep_monthly]", "10-31=[keep_monthly]",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("kept:\n%v\nwant:\n%v", got, want)
+	}
+}
+
+func TestRetentionKeepLastAndTimezone(t *testing.T) {
+	times := []time.Time{ts("2026-11-25T10:00:00Z"), ts("2026-11-25T09:00:00Z"), ts("2026-11-25T08:00:00Z"), ts("2026-11-24T23:30:00Z")}
+	kept := Retain(times, &schema.Retention{KeepLast: 2}, time.UTC)
+	if len(kept[0]) == 0 || len(kept[1]) == 0 || len(kept[2]) != 0 || len(kept[3]) != 0 {
+		t.Fatalf("keep_last=2: %v", kept)
+	}
+	// 23:30 UTC on the 24th is the 25th in Tokyo: one day bucket.
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	kept = Retain(times, &schema.Retention{KeepDaily: 2}, tokyo)
+	if len(kept[0]) == 0 || len(kept[3]) != 0 {
+		t.Fatalf("keep_daily=2 in Tokyo: %v", kept)
+	}
+	kept = Retain(times, &schema.Retention{KeepDaily: 2}, time.UTC)
+	if len(kept[3]) == 0 {
+		t.Fatalf("keep_daily=2 in UTC: %v", kept)
+	}
+}
+
+func TestPruneReasonNamesRules(t *testing.T) {
+	cfg := cfgWith("", &schema.Retention{KeepDaily: 1, KeepWeekly: 2}, nil)
+	now := ts("2026-11-25T12:00:00Z")
+	obs := Observation{{"app", "local"}: history(now.Add(-time.Hour), now.Add(-2*time.Hour))}
+	p := MakePlan(cfg, obs, now, PlanOptions{})
+	if p.Count(ActPrune) != 1 || p.Actions[0].Reason != "not kept by keep_daily=1, keep_weekly=2" {
+		t.Fatalf("plan %+v", p.Actions)
+	}
+}
+
+// apply simulates a successful apply on an observation.
+func apply(obs Observation, p Plan) Observation {
+	out := Observation{}
+	for s, o := range obs {
+		c := &Observed{Backups: append([]sinks.Backup(nil), o.Backups...)}
+		out[s] = c
+	}
+	for _, a := range p.Actions {
+		o := out[Slot{a.Database, a.Storage}]
+		switch a.Type {
+		case ActBackup:
+			o.Backups = append([]sinks.Backup{{Database: a.Database, Key: sinks.Key(a.Database, p.Now, ".dump"), Time: p.Now}}, o.Backups...)
+		case ActPrune:
+			for i, b := range o.Backups {
+				if b.Key == a.Key {
+					o.Backups = append(o.Backups[:i], o.Backups[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func randomPolicy(rng *rand.Rand) *schema.Retention {
+	return &schema.Retention{KeepLast: rng.Intn(4), KeepHourly: rng.Intn(5), KeepDaily: rng.Intn(8),
+		KeepWeekly: rng.Intn(5), KeepMonthly: rng.Intn(4), KeepYearly: rng.Intn(3)}
+}
+
+func randomHistory(rng *rand.Rand, now time.Time) *Observed {
+	n := 1 + rng.Intn(60)
+	var times []time.Time
+	for i := 0; i < n; i++ {
+		times = append(times, now.Add(-time.Duration(rng.Int63n(int64(400*24*time.Hour)))))
+	}
+	return history(times...)
+}
+
+func TestRetentionProperties(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	now := ts("2026-11-25T12:00:00Z")
+	schedules := []string{"", "0 * * * *", "0 2 * * *"}
+	for i := 0; i < 2000; i++ {
+		r := randomPolicy(rng)
+		cfg := cfgWith(schedules[rng.Intn(3)], r, nil)
+		obs := Observation{{"app", "local"}: randomHistory(rng, now)}
+		p := MakePlan(cfg, obs, now, PlanOptions{})
+		newest := obs[Slot{"app", "local"}].Backups[0].Key
+		after := apply(obs, p)
+		left := after[Slot{"app", "local"}].Backups
+		// The newest complete backup always survives.
+		if len(left) == 0 || (p.Count(ActBackup) == 0 && left[0].Key != newest) {
+			t.Fatalf("case %d: newest backup pruned (policy %+v)", i, r)
+		}
+		// A second plan after applying the first prunes nothing.
+		if p2 := MakePlan(cfg, after, now, PlanOptions{}); p2.Count(ActPrune) != 0 || p2.Count(ActBackup) != 0 {
+			t.Fatalf("case %d: second plan not empty: %+v (policy %+v)", i, p2.Actions, r)
+		}
+		// Adding a keep rule never prunes more.
+		more := *r
+		switch rng.Intn(6) {
+		case 0:
+			more.KeepLast++
+		case 1:
+			more.KeepHourly++
+		case 2:
+			more.KeepDaily++
+		case 3:
+			more.KeepWeekly++
+		case 4:
+			more.KeepMonthly++
+		case 5:
+			more.KeepYearly++
+		}
+		cfg2 := cfgWith(cfg.Databases[0].Backup.Schedule, &more, nil)
+		p3 := MakePlan(cfg2, obs, now, PlanOptions{})
+		pruned := map[string]bool{}
+		for _, a := range p.Actions {
+			if a.Type == ActPrune {
+				pruned[a.Key] = true
+			}
+		}
+		for _, a := range p3.Actions {
+			if a.Type == ActPrune && !pruned[a.Key] {
+				t.Fatalf("case %d: adding a rule (%+v → %+v) pruned %s in addition", i, r, more, a.Key)
+			}
+		}
+	}
+}
+
+func TestPlanAt100kBackups(t *testing.T) {
+	cfg := cfgWith("0 * * * *", &schema.Retention{KeepDaily: 7, KeepWeekly: 4}, nil)
+	now := ts("2026-11-25T12:00:00Z")
+	var times []time.Time
+	for i := 0; i < 100000; i++ {
+		times = append(times, now.Add(-time.Duration(i)*time.Minute))
+	}
+	obs := Observation{{"app", "local"}: history(times...)}
+	p := MakePlan(cfg, obs, now, PlanOptions{})
+	if p.Count(ActPrune) != 100000-11+1 && p.Count(ActPrune) < 99980 {
+		t.Fatalf("%d prunes", p.Count(ActPrune))
+	}
+}
