@@ -18,7 +18,7 @@ import (
 // Outcome is what happened to one action.
 type Outcome struct {
 	Action
-	Key      string        `json:"key,omitempty"` // backups: the key written
+	Written  string        `json:"written,omitempty"` // backups: the key written
 	Bytes    int64         `json:"bytes,omitempty"`
 	SHA256   string        `json:"sha256,omitempty"`
 	Duration time.Duration `json:"duration"`
@@ -268,7 +268,7 @@ func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action)
 	var errs []error
 	var total int64
 	for i, res := range results {
-		out[i] = Outcome{Action: acts[i], Key: key, Bytes: res.Size, SHA256: res.SHA256, Duration: res.Duration, Err: res.Err}
+		out[i] = Outcome{Action: acts[i], Written: key, Bytes: res.Size, SHA256: res.SHA256, Duration: res.Duration, Err: res.Err}
 		if res.Err != nil && res.Size > 0 {
 			// Data written, sidecar failed: the backup exists.
 			r.Log.Warn("backup written without checksum sidecar", "database", db.Name, "storage", acts[i].Storage, "err", res.Err)

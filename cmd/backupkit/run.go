@@ -243,7 +243,7 @@ func renderReport(w io.Writer, rep reconcile.Report) {
 			fmt.Fprintf(w, "✗ %s %s → %s: FAILED: %v\n", o.Type, o.Database, o.Storage, o.Err)
 		case o.Type == reconcile.ActBackup:
 			ok++
-			fmt.Fprintf(w, "✓ backup %s → %s:%s (%s, %s)\n", o.Database, o.Storage, o.Key, humanBytes(o.Bytes), o.Duration.Round(time.Millisecond))
+			fmt.Fprintf(w, "✓ backup %s → %s:%s (%s, %s)\n", o.Database, o.Storage, o.Written, humanBytes(o.Bytes), o.Duration.Round(time.Millisecond))
 		default:
 			ok++
 			fmt.Fprintf(w, "✓ %s %s:%s\n", o.Type, o.Storage, o.Key)
