@@ -2,8 +2,8 @@ package schema
 
 import (
 	_ "embed"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
