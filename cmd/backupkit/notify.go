@@ -1,9 +1,80 @@
 package main
 
 import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/backupkit/backupkit/alerting"
 	"github.com/backupkit/backupkit/reconcile"
 	"github.com/backupkit/backupkit/schema"
 )
 
-// newNotifier returns the runner's observer for the config's routes.
-func newNotifier(g *globals, cfg *schema.Config) reconcile.Observer { return nil }
+// notifier turns runner events into notifications and metrics.
+type notifier struct {
+	g       *globals
+	d       *alerting.Dispatcher
+	tracker *alerting.Tracker
+	metrics *metrics // may be nil
+}
+
+func newNotifier(g *globals, cfg *schema.Config, m *metrics) *notifier {
+	o := alerting.Options{ShutdownWait: 3 * time.Second}
+	if m != nil {
+		o.Count = m.notification
+	}
+	return &notifier{g: g, d: alerting.New(cfg.Notifications, g.log, o), tracker: alerting.NewTracker(), metrics: m}
+}
+
+// Event implements reconcile.Observer.
+func (n *notifier) Event(ctx context.Context, e reconcile.Event) {
+	var ev alerting.Event
+	switch e.Kind {
+	case "start":
+		ev = alerting.NewEvent(alerting.KindStart, e.Database, "")
+	case "backup":
+		ev = alerting.NewEvent(alerting.KindBackup, e.Database, status(e.Success))
+	case "prune":
+		ev = alerting.NewEvent(alerting.KindPrune, e.Database, status(e.Success))
+	default:
+		return
+	}
+	ev.Bytes = e.Bytes
+	ev.Dest = strings.Join(e.Dest, ", ")
+	if e.Duration > 0 {
+		ev.Duration = e.Duration.Round(time.Millisecond).String()
+	}
+	if e.Err != nil {
+		ev.Error = e.Err.Error()
+	}
+	if n.metrics != nil && e.Kind == "prune" {
+		n.metrics.prune(e.Database, e.Success)
+	}
+	n.d.Send(ctx, ev)
+	if e.Kind == "backup" {
+		if rec := n.tracker.Result(e.Database, e.Success); rec != nil {
+			n.d.Send(ctx, *rec)
+		}
+	}
+}
+
+// tick announces overdue episodes once.
+func (n *notifier) tick(ctx context.Context, t reconcile.Tick) {
+	for _, s := range t.Statuses {
+		if !s.Overdue {
+			n.tracker.Check(s.Database, t.Time, s.Limit, t.Time) // clears a stale episode
+			continue
+		}
+		if ev := n.tracker.Check(s.Database, s.Oldest(), s.Limit, t.Time); ev != nil {
+			n.g.log.Warn("database is overdue", "database", s.Database, "detail", ev.Error)
+			n.d.Send(ctx, *ev)
+		}
+	}
+}
+
+func status(ok bool) string {
+	if ok {
+		return "success"
+	}
+	return "failure"
+}

@@ -67,7 +67,7 @@ func (g *globals) env(ctx context.Context, db string) (*env, error) {
 
 func (g *globals) runner(e *env, parallel int, timeout time.Duration) *reconcile.Runner {
 	r := &reconcile.Runner{Config: e.cfg, Sinks: e.stores, Log: g.log, Parallel: parallel, RunTimeout: timeout, Lock: true}
-	r.Observer = newNotifier(g, e.cfg)
+	r.Observer = newNotifier(g, e.cfg, nil)
 	if isTerminal(g.stderr) {
 		r.Progress = g.progress
 	}

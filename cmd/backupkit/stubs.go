@@ -15,7 +15,6 @@ func notYet(name, short string) func(*globals) *cobra.Command {
 }
 
 var (
-	newDaemonCmd = notYet("daemon", "Run the reconcile loop")
 	newInitCmd   = notYet("init", "Write a starter config")
 	newTestCmd   = notYet("test", "Check the setup")
 )
