@@ -207,7 +207,10 @@ func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
 	s.rec.from = from
 	return nil
 }
-func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error { s.rec.to = append(s.rec.to, to); return nil }
+func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.rec.to = append(s.rec.to, to)
+	return nil
+}
 func (s *smtpSession) Data(r io.Reader) error {
 	b, _ := io.ReadAll(r)
 	s.s.mu.Lock()
