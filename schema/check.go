@@ -45,6 +45,7 @@ func (l *loader) resolveFiles(c *Config, data cue.Value) {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			l.add(path+"_file", posOf(data, path+"_file"), "cannot read secret file %s: %v", file, errText(err))
+			*val = "unreadable" // reported once, not again as "missing"
 			return
 		}
 		s := strings.TrimRight(string(b), "\r\n")

@@ -3,7 +3,10 @@
 // retention wants, and applies that plan.
 package main
 
-import "os"
+import (
+	"os"
+	_ "time/tzdata" // time zones work in minimal images too
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

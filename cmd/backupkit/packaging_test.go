@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// compose.yaml cannot run here (no Docker engine); check what it says.
+func TestComposeFile(t *testing.T) {
+	b, err := os.ReadFile("../../compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Build    any               `yaml:"build"`
+			Image    string            `yaml:"image"`
+			Profiles []string          `yaml:"profiles"`
+			Secrets  []string          `yaml:"secrets"`
+			Volumes  []string          `yaml:"volumes"`
+			Env      map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+		Volumes map[string]any `yaml:"volumes"`
+		Secrets map[string]struct {
+			File string `yaml:"file"`
+		} `yaml:"secrets"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	bk, pg, minio := c.Services["backupkit"], c.Services["postgres"], c.Services["minio"]
+	if bk.Build == nil || pg.Image == "" || minio.Image == "" {
+		t.Fatalf("services: %+v", c.Services)
+	}
+	if strings.Join(minio.Profiles, ",") != "s3" || len(bk.Profiles) != 0 {
+		t.Fatal("the S3 server must be an optional profile, the sidecar not")
+	}
+	vols := strings.Join(bk.Volumes, " ")
+	if !strings.Contains(vols, "./examples/compose-config.yaml:/etc/backupkit/config.yaml") || !strings.Contains(vols, "backups:/backups") {
+		t.Fatalf("sidecar volumes %v", bk.Volumes)
+	}
+	for _, v := range []string{"pgdata", "backups"} {
+		if _, ok := c.Volumes[v]; !ok {
+			t.Fatalf("volume %s not declared", v)
+		}
+	}
+	for _, s := range []string{"db_password", "backup_key"} {
+		if c.Secrets[s].File == "" || !strings.Contains(strings.Join(bk.Secrets, ","), s) {
+			t.Fatalf("secret %s not declared or not given to the sidecar", s)
+		}
+	}
+	if pg.Env["POSTGRES_PASSWORD_FILE"] != "/run/secrets/db_password" {
+		t.Fatal("postgres does not take its password from the secret")
+	}
+	cfg, _ := os.ReadFile("../../examples/compose-config.yaml")
+	if !strings.Contains(string(cfg), "/db_password") || !strings.Contains(string(cfg), "path: /backups") {
+		t.Fatal("the mounted config does not use the secret and volume")
+	}
+}
+
+// The image builds the binary with `make build`, as developers do, and
+// runs it as a non-root daemon with a health check.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := string(b)
+	for _, want := range []string{"RUN make build", "COPY --from=build /src/bin/backupkit", "USER backupkit",
+		`ENTRYPOINT ["backupkit"]`, `CMD ["daemon", "-c", "/etc/backupkit/config.yaml", "--listen", ":9090"]`,
+		"HEALTHCHECK", "/healthz", "postgresql17-client"} {
+		if !strings.Contains(d, want) {
+			t.Fatalf("Dockerfile lacks %q", want)
+		}
+	}
+	mk, _ := os.ReadFile("../../Makefile")
+	if !strings.Contains(string(mk), "build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/backupkit") {
+		t.Fatal("Makefile build target changed; keep the Dockerfile in step")
+	}
+}
