@@ -5,10 +5,16 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TOOLS   := $(CURDIR)/.tools
 
-.PHONY: build test test-short lint bench fuzz docker tools clean
+.PHONY: build run test test-short lint bench fuzz docker tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/backupkit
+
+# The main job on a local default: back up the local PostgreSQL's
+# "postgres" database to ./backups (writes backupkit.yaml on first run).
+run: build
+	@test -f backupkit.yaml || $(BIN) init -o backupkit.yaml --storage ./backups
+	$(BIN) apply -c backupkit.yaml
 
 # Integration tests need PostgreSQL on 127.0.0.1:5432 (PG* variables
 # override) and the versitygw S3 server, which `make tools` installs.
