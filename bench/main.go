@@ -111,7 +111,9 @@ func main() {
 			log.Printf("backup round %d/%d", i+1, *rounds)
 			// Alternate the order each round so drift hits all rows alike.
 			steps := []func(){
-				func() { ref.results = append(ref.results, shellRun("pg_dump -Fc -d "+*dbName+" > "+plainFile, plainFile)) },
+				func() {
+					ref.results = append(ref.results, shellRun("pg_dump -Fc -d "+*dbName+" > "+plainFile, plainFile))
+				},
 				func() {
 					f := filepath.Join(dir, "raw.dump")
 					raw.results = append(raw.results, shellRun("pg_dump -Fc -Z0 -d "+*dbName+" > "+f, f))
@@ -193,7 +195,7 @@ func dropdb(name string) { exec.Command("dropdb", "--if-exists", "--force", name
 // text table, once per (scale, rows).
 func ensureDataset() {
 	exists := psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+*dbName+"'")
-	if exists == "1" && psql(*dbName, "SELECT coalesce(obj_description('prose'::regclass), '')") == "complete" {
+	if exists == "1" && psql(*dbName, "SELECT coalesce(obj_description(to_regclass('prose')), '')") == "complete" {
 		log.Printf("dataset %s is ready (%s)", *dbName, psql(*dbName, "SELECT pg_size_pretty(pg_database_size(current_database()))"))
 		return
 	}
@@ -212,8 +214,8 @@ SELECT g,
   initcap(w[1 + (hashint4(g) & 1023) %% array_length(w,1)]) || ' ' || w[1 + (hashint4(g+7) & 1023) %% array_length(w,1)],
   (SELECT string_agg(w[1 + (hashint4(g*31+k) & 1023) %% array_length(w,1)], ' ')
      FROM generate_series(1, 40 + (g %% 30)) k)
-FROM generate_series(1, %d) g,
-  LATERAL (SELECT string_to_array('the of and to in is was that for it with as his on be at by had are but from or have an they which one you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three himself few house use during without again place american around however home small found mrs thought went say part once general high upon school every', ' ') AS w;
+FROM generate_series(1, %d) g
+  CROSS JOIN (SELECT string_to_array('the of and to in is was that for it with as his on be at by had are but from or have an they which one you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three himself few house use during without again place american around however home small found mrs thought went say part once general high upon school every', ' ') AS w) words;
 COMMENT ON TABLE prose IS 'complete';
 ANALYZE;`, *rows))
 	log.Printf("dataset ready: %s", psql(*dbName, "SELECT pg_size_pretty(pg_database_size(current_database()))"))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 
 	"golang.org/x/crypto/scrypt"
 )
@@ -46,7 +47,7 @@ const (
 	headerSize    = 68
 	tagSize       = 16
 	chunkSize     = 512 << 10
-	defaultLogN   = 15
+	defaultLogN   = 14 // N = 16384, r = 8: 16 MiB per derivation
 	defaultScrypR = 8
 	defaultScrypP = 1
 	maxChunkSize  = 16 << 20
@@ -65,6 +66,9 @@ func deriveKeys(password string, salt []byte, logN, r, p int) (aesKey, checkKey 
 	if err != nil {
 		return nil, nil, err
 	}
+	// The KDF's working memory is garbage now; collect it before the
+	// pipeline allocates its buffers, so peak memory is one or the other.
+	runtime.GC()
 	return k[:32], k[32:], nil
 }
 

@@ -171,6 +171,15 @@ func TestRestoreFromLatestAndRefusals(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "checksum mismatch") {
 		t.Fatalf("verify of a changed file: exit %d: %s", code, errs)
 	}
+	for _, from := range []string{"local:" + bs[0].Key, "latest", path} {
+		code, _, errs = cli(t, "restore", "-c", cfg, "--from", from, "--to-database", target, "--clean")
+		if code != 1 || !strings.Contains(errs, "restore refused") || !strings.Contains(errs, "checksum mismatch") {
+			t.Fatalf("restore of a changed stored backup (%s): exit %d: %s", from, code, errs)
+		}
+		if pg.Query(t, target, "SELECT count(*) FROM items WHERE id = 99999") != "1" {
+			t.Fatal("target changed by a refused restore")
+		}
+	}
 	// Wrong password.
 	os.WriteFile(path, data, 0o600)
 	t.Setenv("ENC_PW", "not-the-password")

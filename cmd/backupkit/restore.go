@@ -22,6 +22,8 @@ import (
 type source struct {
 	desc string
 	open exec.Opener
+	// checksummed: the opener verifies a recorded SHA-256.
+	checksummed bool
 }
 
 // resolveSource turns --from (a local path, STORAGE:KEY or "latest") into
@@ -55,7 +57,11 @@ func resolveSource(ctx context.Context, e *env, db *schema.Database, from string
 	}
 	if st, key, ok := strings.Cut(from, ":"); ok {
 		if s := e.stores[st]; s != nil {
-			return source{desc: from, open: func(ctx context.Context) (io.ReadCloser, error) {
+			sum, err := sinks.ReadChecksum(ctx, s, key)
+			if err != nil {
+				return source{}, err
+			}
+			return source{desc: from, checksummed: sum != "", open: func(ctx context.Context) (io.ReadCloser, error) {
 				return sinks.OpenVerified(ctx, s, key)
 			}}, nil
 		}
@@ -63,7 +69,8 @@ func resolveSource(ctx context.Context, e *env, db *schema.Database, from string
 	if _, err := os.Stat(from); err != nil {
 		return source{}, usagef("--from %s: not a file, a STORAGE:KEY of a configured storage, or \"latest\"", from)
 	}
-	return source{desc: from, open: func(ctx context.Context) (io.ReadCloser, error) {
+	_, serr := os.Stat(from + sinks.SumExt)
+	return source{desc: from, checksummed: serr == nil, open: func(ctx context.Context) (io.ReadCloser, error) {
 		return openLocalFile(from)
 	}}, nil
 }
@@ -127,7 +134,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			expect := reconcile.Expected(db)
 			ro := exec.RestoreOptions{Target: target, Clean: o.clean, SingleTransaction: o.singl, Jobs: o.jobs,
-				AllowSQL: o.allowSQL, Expect: &expect, Strict: o.strict, Log: g.log}
+				AllowSQL: o.allowSQL, Expect: &expect, Strict: o.strict, Log: g.log, Checksummed: src.checksummed}
 			if db.Backup.Encryption != nil {
 				ro.Password = db.Backup.Encryption.Password.Reveal()
 			}
