@@ -97,7 +97,7 @@ func command(ctx context.Context, conn Conn, name string, args ...string) (*osex
 	cmd := osexec.CommandContext(ctx, name, args...)
 	cmd.Env = conn.env()
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
+	cmd.WaitDelay = 3 * time.Second
 	stderr := &tailBuffer{}
 	cmd.Stderr = stderr
 	return cmd, stderr
@@ -127,6 +127,7 @@ const copyBufSize = 1 << 20
 // compresses instead). A write error to w stops pg_dump; a pg_dump
 // failure returns its stderr.
 func Dump(ctx context.Context, conn Conn, w io.Writer, pgCompress bool) (int64, error) {
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	args := []string{"--format=custom", "--no-password"}
@@ -148,10 +149,11 @@ func Dump(ctx context.Context, conn Conn, w io.Writer, pgCompress bool) (int64, 
 	}
 	waitErr := cmd.Wait()
 	switch {
+	case parent.Err() != nil:
+		// Cancelled from outside: that is the cause, whatever the pipes say.
+		return n, fmt.Errorf("pg_dump cancelled: %w", context.Cause(parent))
 	case copyErr != nil:
 		return n, copyErr
-	case ctx.Err() != nil && waitErr != nil:
-		return n, fmt.Errorf("pg_dump cancelled: %w", context.Cause(ctx))
 	case waitErr != nil:
 		return n, toolError("pg_dump", waitErr, stderr)
 	}

@@ -129,6 +129,10 @@ func Decode(r io.Reader, password string) (*Decoded, error) {
 			br = bufio.NewReaderSize(dr, 256<<10)
 			cur = br
 		case (l == layerGzip || l == layerZstd) && d.Layers.Compression == None:
+			if l == layerGzip && len(peek) > 3 && peek[3]&0xe0 != 0 {
+				// RFC 1952: reserved flag bits must be zero.
+				return nil, fmt.Errorf("%w: gzip header has reserved flags set", ErrCorrupted)
+			}
 			c := Gzip
 			if l == layerZstd {
 				c = Zstd

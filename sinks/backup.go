@@ -225,6 +225,16 @@ func FanOut(ctx context.Context, targets []Target, produce func(w io.Writer) err
 		}
 	}
 	wg.Wait()
+	if errors.Is(perr, errAllTargetsFailed) {
+		// Say why each storage failed, not just that they all did.
+		var errs []error
+		for _, r := range results {
+			if r.Err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", r.Sink.Name(), r.Err))
+			}
+		}
+		perr = fmt.Errorf("every storage failed: %w", errors.Join(errs...))
+	}
 	if perr != nil {
 		for i := range results {
 			if results[i].Err == nil {

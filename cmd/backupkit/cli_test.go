@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -252,5 +254,34 @@ func TestFanOutLocalAndS3(t *testing.T) {
 	}
 	if local != 2 || s3 != 1 {
 		t.Fatalf("after S3 failure: %d local, %d S3 backups, want 2 and 1", local, s3)
+	}
+}
+
+func TestSQLFallbackAndStrictSniff(t *testing.T) {
+	pg := testenv.Postgres(t)
+	dir := t.TempDir()
+	src := testDB(t, pg, "bk_sql")
+	cfg := config(t, pg, dir, nil, dbSpec{name: "app", database: src, extra: "      compression: zstd\n"})
+	// A plain SQL dump, gzipped, as some v0 users kept.
+	file := filepath.Join(dir, "20250101_000000.000000000Z.dump.gz")
+	cmd := exec.Command("sh", "-c", `pg_dump -Fp -d "$DB" | gzip > "$OUT"`)
+	cmd.Env = append(os.Environ(), "PGHOST="+pg.Host, fmt.Sprintf("PGPORT=%d", pg.Port), "PGUSER="+pg.User, "DB="+src, "OUT="+file)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	target := "bk_sql_target_" + testenv.RandHex(3)
+	t.Cleanup(func() { pg.DropDB(target) })
+	code, _, errs := cli(t, "restore", "-c", cfg, "--from", file, "--to-database", target)
+	if code != 1 || !strings.Contains(errs, "--allow-sql-fallback") {
+		t.Fatalf("SQL without the flag: exit %d %s", code, errs)
+	}
+	// --strict-sniff: the config says zstd, the file is gzip.
+	code, _, errs = cli(t, "restore", "-c", cfg, "--from", file, "--to-database", target, "--allow-sql-fallback", "--strict-sniff")
+	if code != 1 || !strings.Contains(errs, "--strict-sniff") {
+		t.Fatalf("strict sniff: exit %d %s", code, errs)
+	}
+	mustCLI(t, 0, "restore", "-c", cfg, "--from", file, "--to-database", target, "--allow-sql-fallback")
+	if a, b := pg.TableChecksums(t, src), pg.TableChecksums(t, target); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("SQL restore differs: %v vs %v", a, b)
 	}
 }

@@ -144,6 +144,8 @@ func TestDaemonFirstTickAndSIGTERMMidBackup(t *testing.T) {
 	shim := t.TempDir()
 	os.WriteFile(filepath.Join(shim, "pg_dump"), []byte("#!/bin/sh\n\""+real+"\" \"$@\" | (head -c 20000; sleep 60; cat)\n"), 0o755)
 	os.RemoveAll(store)
+	hook, events := hookRecorder(t)
+	withHook(t, cfg, hook.URL)
 	p = startDaemon(t, []string{"PATH=" + shim + ":" + os.Getenv("PATH")}, "-c", cfg, "--interval", "1s")
 	waitFor(t, "backup to start", 20*time.Second, func() bool {
 		lo, _ := sinks.NewLocal("l", store).Leftovers(context.Background(), "")
@@ -160,6 +162,10 @@ func TestDaemonFirstTickAndSIGTERMMidBackup(t *testing.T) {
 	}
 	if !strings.Contains(p.logs(), "backup failed") {
 		t.Fatalf("no failure logged:\n%s", p.logs())
+	}
+	ev := events()
+	if len(ev) == 0 || ev[len(ev)-1]["status"] != "failure" || !strings.Contains(fmt.Sprint(ev[len(ev)-1]["error"]), "cancel") {
+		t.Fatalf("the cancelled run did not send its failure notification: %+v", ev)
 	}
 }
 

@@ -87,6 +87,18 @@ func openLocalFile(path string) (io.ReadCloser, error) {
 	return sinks.OpenVerified(context.Background(), sinks.NewLocal("file", dir), base)
 }
 
+// countingReader reports bytes read to a progress display.
+type countingReader struct {
+	io.ReadCloser
+	f func(int)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.f(n)
+	return n, err
+}
+
 func pickDatabase(cfg *schema.Config, name string) (*schema.Database, error) {
 	if name == "" {
 		return &cfg.Databases[0], nil
@@ -171,6 +183,12 @@ func (g *globals) restore(ctx context.Context, src source, o exec.RestoreOptions
 	if err != nil {
 		return err
 	}
+	if !layers.Encrypted && layers.Compression == exec.None && !o.Checksummed && o.Jobs <= 1 && !o.SingleTransaction {
+		// Nothing in these bytes proves they are complete: make the
+		// restore all-or-nothing instead.
+		g.log.Info("backup has no checksum, compression or encryption to prove it complete; restoring in one transaction")
+		o.SingleTransaction = true
+	}
 	created := false
 	if !t.Exists {
 		if err := exec.CreateDatabase(ctx, o.Target); err != nil {
@@ -179,7 +197,19 @@ func (g *globals) restore(ctx context.Context, src source, o exec.RestoreOptions
 		created = true
 	}
 	g.log.Info("restoring", "from", src.desc, "layers", layers.String(), "database", o.Target.Database)
-	if err := exec.Restore(ctx, src.open, spool, layers, o); err != nil {
+	open := src.open
+	if isTerminal(g.stderr) {
+		p := g.progress("restore " + o.Target.Database)
+		defer p(-1)
+		open = func(ctx context.Context) (io.ReadCloser, error) {
+			rc, err := src.open(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return countingReader{rc, p}, nil
+		}
+	}
+	if err := exec.Restore(ctx, open, spool, layers, o); err != nil {
 		switch {
 		case created:
 			if derr := exec.DropDatabase(context.WithoutCancel(ctx), o.Target); derr != nil {

@@ -88,7 +88,7 @@ func (g *globals) progress(db string) func(int) {
 			case <-t.C:
 				b := n.Load()
 				rate := float64(b) / time.Since(start).Seconds()
-				fmt.Fprintf(g.stderr, "\r\033[K%s: %s written, %s/s", db, humanBytes(b), humanBytes(int64(rate)))
+				fmt.Fprintf(g.stderr, "\r\033[K%s: %s, %s/s", db, humanBytes(b), humanBytes(int64(rate)))
 			case <-done:
 				fmt.Fprint(g.stderr, "\r\033[K")
 				return

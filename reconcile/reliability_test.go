@@ -1,0 +1,148 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/reconcile"
+	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/sinks"
+)
+
+// flakyList is a real local sink whose listing fails; Delete still works,
+// so a prune planned despite the failure would really delete.
+type flakyList struct{ *sinks.Local }
+
+func (f flakyList) List(ctx context.Context, prefix string) ([]sinks.Object, error) {
+	return nil, errors.New("listing failed: connection reset")
+}
+
+func config(root string, dbs []string, pg testenv.PG, db string, schedule string, r *schema.Retention) *schema.Config {
+	cfg := &schema.Config{Version: 1, Storage: []schema.Storage{{Name: "local", Type: "local", Local: &schema.Local{Path: root}}}}
+	for _, name := range dbs {
+		cfg.Databases = append(cfg.Databases, schema.Database{Name: name, Type: "postgres",
+			Connection: schema.Connection{Host: pg.Host, Port: pg.Port, User: pg.User, Database: db},
+			Backup:     schema.Backup{Schedule: schedule, Storage: schema.StorageNames{"local"}, Compression: "gzip", Timezone: "UTC", Location: time.UTC},
+			Retention:  r})
+	}
+	return cfg
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestNoPruneWhenListingFails(t *testing.T) {
+	root := t.TempDir()
+	var files []string
+	for _, d := range []string{"20250101", "20250201", "20250301"} {
+		p := filepath.Join(root, "app", d+"_000000.000000000Z.dump")
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, []byte(d), 0o600)
+		files = append(files, p)
+	}
+	cfg := config(root, []string{"app"}, testenv.PG{}, "x", "", &schema.Retention{KeepLast: 1})
+	good := map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}
+	bad := map[string]sinks.Sink{"local": flakyList{sinks.NewLocal("local", root)}}
+	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	// With a good listing, retention wants two prunes ...
+	if p := reconcile.MakePlan(cfg, reconcile.Observe(context.Background(), cfg, good, ""), now, reconcile.PlanOptions{}); p.Count(reconcile.ActPrune) != 2 {
+		t.Fatalf("control: %+v", p.Actions)
+	}
+	// ... with a failing one, none, and apply deletes nothing.
+	obs := reconcile.Observe(context.Background(), cfg, bad, "")
+	p := reconcile.MakePlan(cfg, obs, now, reconcile.PlanOptions{})
+	if !p.Empty() || len(p.Unobserved) != 1 {
+		t.Fatalf("plan with a failed listing: %+v", p)
+	}
+	r := &reconcile.Runner{Config: cfg, Sinks: bad, Log: quiet()}
+	r.Apply(context.Background(), p)
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s pruned although the listing failed", f)
+		}
+	}
+}
+
+func openFDs() int {
+	es, _ := os.ReadDir("/proc/self/fd")
+	return len(es)
+}
+
+// counter counts backup events per database.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counter) Event(_ context.Context, e reconcile.Event) {
+	if e.Kind == "backup" && e.Success {
+		c.mu.Lock()
+		c.n[e.Database]++
+		c.mu.Unlock()
+	}
+}
+
+func Test20DatabasesParallel4HundredTicks(t *testing.T) {
+	pg := testenv.Postgres(t)
+	db := pg.NewDB(t, "bk_twenty")
+	pg.Query(t, db, "CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 2000) g")
+	root := t.TempDir()
+	var names []string
+	for i := 0; i < 20; i++ {
+		names = append(names, fmt.Sprintf("db%02d", i))
+	}
+	cfg := config(root, names, pg, db, "*/10 * * * *", &schema.Retention{KeepLast: 3})
+	stores := map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}
+	clock := time.Date(2026, 11, 25, 0, 0, 30, 0, time.UTC)
+	cnt := &counter{n: map[string]int{}}
+	r := &reconcile.Runner{Config: cfg, Sinks: stores, Log: quiet(), Parallel: 4, Lock: true, Observer: cnt,
+		Now: func() time.Time { return clock }}
+	d := &reconcile.Daemon{Runner: r, Interval: time.Minute}
+
+	tick := d.Tick(context.Background())
+	if tick.Plan.Count(reconcile.ActBackup) != 20 || len(tick.Report.Failed()) != 0 {
+		t.Fatalf("first tick: %d backups planned, %d failed", tick.Plan.Count(reconcile.ActBackup), len(tick.Report.Failed()))
+	}
+	runtime.GC()
+	g0, f0 := runtime.NumGoroutine(), openFDs()
+	for i := 1; i < 100; i++ {
+		clock = clock.Add(time.Minute)
+		tk := d.Tick(context.Background())
+		if n := len(tk.Report.Failed()); n != 0 {
+			t.Fatalf("tick %d: %d failures: %v", i, n, tk.Report.Failed()[0].Err)
+		}
+		want := 0
+		if clock.Minute()%10 == 0 {
+			want = 20
+		}
+		if got := tk.Plan.Count(reconcile.ActBackup); got != want {
+			t.Fatalf("tick %d at %s: %d backups planned, want %d", i, clock.Format("15:04"), got, want)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	runtime.GC()
+	g1, f1 := runtime.NumGoroutine(), openFDs()
+	if g1 > g0+3 || f1 > f0+3 {
+		t.Fatalf("leak over 99 ticks: goroutines %d → %d, fds %d → %d", g0, g1, f0, f1)
+	}
+	for _, name := range names {
+		// 1 + 9 slots (00:10 … 01:30): each database backed up exactly once per slot.
+		if cnt.n[name] != 10 {
+			t.Fatalf("%s: %d backups, want 10", name, cnt.n[name])
+		}
+		bs, err := sinks.ListBackups(context.Background(), stores["local"], name)
+		if err != nil || len(bs) != 3 {
+			t.Fatalf("%s: %d backups kept, want 3 (keep_last): %v", name, len(bs), err)
+		}
+	}
+	t.Logf("goroutines %d → %d, open fds %d → %d", g0, g1, f0, f1)
+}
