@@ -142,8 +142,8 @@ func Dump(ctx context.Context, conn Conn, w io.Writer, pgCompress bool) (int64, 
 	if err := cmd.Start(); err != nil {
 		return 0, toolError("pg_dump", err, stderr)
 	}
-	buf := make([]byte, copyBufSize)
-	n, copyErr := io.CopyBuffer(onlyWriter{w}, onlyReader{out}, buf)
+	growPipe(out)
+	n, copyErr := copyAhead(w, out)
 	if copyErr != nil {
 		cancel() // stop pg_dump; its output has nowhere to go
 	}
@@ -163,10 +163,75 @@ func Dump(ctx context.Context, conn Conn, w io.Writer, pgCompress bool) (int64, 
 	return n, nil
 }
 
-// onlyWriter and onlyReader hide ReadFrom/WriteTo so io.CopyBuffer uses
-// our large buffer.
+// onlyWriter hides ReadFrom so io.CopyBuffer uses our large buffer.
 type onlyWriter struct{ io.Writer }
-type onlyReader struct{ io.Reader }
+
+// Read-ahead between pg_dump and the pipeline: pg_dump keeps dumping
+// while a block is compressed, instead of stalling on a full pipe.
+const (
+	aheadBufs = 4
+	aheadSize = 512 << 10
+)
+
+// copyAhead copies r to w with a reader goroutine that fills up to
+// aheadBufs buffers ahead of the writer. It returns once r is drained
+// or w failed (then r is drained by the goroutine until the caller
+// stops the producer).
+func copyAhead(w io.Writer, r io.Reader) (int64, error) {
+	full := make(chan []byte, aheadBufs)
+	free := make(chan []byte, aheadBufs)
+	for i := 0; i < aheadBufs; i++ {
+		free <- make([]byte, aheadSize)
+	}
+	var readErr error
+	go func() {
+		defer close(full)
+		for buf := range free {
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				full <- buf[:n]
+			}
+			if err != nil {
+				if err != io.EOF && err != io.ErrUnexpectedEOF {
+					readErr = err
+				}
+				return
+			}
+		}
+	}()
+	var total int64
+	var werr error
+	for buf := range full {
+		if werr == nil {
+			var k int
+			k, werr = w.Write(buf)
+			total += int64(k)
+			if werr != nil {
+				close(free) // the reader stops after its current read
+				continue
+			}
+		}
+		if werr == nil {
+			free <- buf[:cap(buf)]
+		}
+	}
+	if werr != nil {
+		return total, werr
+	}
+	return total, readErr
+}
+
+// growPipe asks for a 1 MiB pipe buffer (Linux), so pg_dump can run
+// further ahead; failure is harmless.
+func growPipe(r io.Reader) {
+	if f, ok := r.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}); ok {
+		if rc, err := f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { setPipeSize(fd, 1<<20) })
+		}
+	}
+}
 
 // ToolVersion returns the major version of a client tool (pg_dump 15.4 → 15).
 func ToolVersion(ctx context.Context, name string) (int, string, error) {

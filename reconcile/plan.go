@@ -106,11 +106,7 @@ func observeSlot(ctx context.Context, s sinks.Sink, db string) *Observed {
 	if s == nil {
 		return &Observed{Err: fmt.Errorf("storage is not configured")}
 	}
-	b, err := sinks.ListBackups(ctx, s, db)
-	if err != nil {
-		return &Observed{Err: err}
-	}
-	lo, err := s.Leftovers(ctx, db+"/")
+	b, lo, err := sinks.Observe(ctx, s, db)
 	if err != nil {
 		return &Observed{Err: err}
 	}
@@ -208,12 +204,12 @@ func planPrunes(db schema.Database, st string, current []sinks.Backup, withNew b
 		kept = kept[1:]
 	}
 	var out []Action
+	reason := "not kept by " + policy(db.Retention)
 	for i, b := range current {
 		if len(kept[i]) > 0 || (i == 0 && !withNew) {
 			continue // kept by a rule, or the newest complete backup
 		}
-		out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key,
-			Reason: "not kept by " + policy(db.Retention)})
+		out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason})
 	}
 	return out
 }

@@ -27,6 +27,11 @@ func (f flakyList) List(ctx context.Context, prefix string) ([]sinks.Object, err
 	return nil, errors.New("listing failed: connection reset")
 }
 
+// Scan is the one-pass listing Local offers; it fails the same way.
+func (f flakyList) Scan(ctx context.Context, prefix string) ([]sinks.Object, []sinks.Leftover, error) {
+	return nil, nil, errors.New("listing failed: connection reset")
+}
+
 func config(root string, dbs []string, pg testenv.PG, db string, schedule string, r *schema.Retention) *schema.Config {
 	cfg := &schema.Config{Version: 1, Storage: []schema.Storage{{Name: "local", Type: "local", Local: &schema.Local{Path: root}}}}
 	for _, name := range dbs {

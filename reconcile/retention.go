@@ -12,20 +12,17 @@ import (
 type rule struct {
 	name   string
 	count  int
-	bucket func(t time.Time) string
+	bucket func(t time.Time) int
 }
 
 func rules(r *schema.Retention) []rule {
 	return []rule{
 		{"keep_last", r.KeepLast, nil},
-		{"keep_hourly", r.KeepHourly, func(t time.Time) string { return t.Format("2006-01-02T15") }},
-		{"keep_daily", r.KeepDaily, func(t time.Time) string { return t.Format("2006-01-02") }},
-		{"keep_weekly", r.KeepWeekly, func(t time.Time) string {
-			y, w := t.ISOWeek()
-			return fmt.Sprintf("%d-W%02d", y, w)
-		}},
-		{"keep_monthly", r.KeepMonthly, func(t time.Time) string { return t.Format("2006-01") }},
-		{"keep_yearly", r.KeepYearly, func(t time.Time) string { return t.Format("2006") }},
+		{"keep_hourly", r.KeepHourly, func(t time.Time) int { y, m, d := t.Date(); return ((y*100+int(m))*100+d)*100 + t.Hour() }},
+		{"keep_daily", r.KeepDaily, func(t time.Time) int { y, m, d := t.Date(); return (y*100+int(m))*100 + d }},
+		{"keep_weekly", r.KeepWeekly, func(t time.Time) int { y, w := t.ISOWeek(); return y*100 + w }},
+		{"keep_monthly", r.KeepMonthly, func(t time.Time) int { y, m, _ := t.Date(); return y*100 + int(m) }},
+		{"keep_yearly", r.KeepYearly, func(t time.Time) int { return t.Year() }},
 	}
 }
 
@@ -49,12 +46,12 @@ func Retain(times []time.Time, r *schema.Retention, loc *time.Location) [][]stri
 		if ru.count <= 0 {
 			continue
 		}
-		n, last := 0, ""
+		n, last := 0, -1
 		for i, t := range times {
 			if n >= ru.count {
 				break
 			}
-			b := fmt.Sprint(i)
+			b := i // keep_last: every backup is its own bucket
 			if ru.bucket != nil {
 				b = ru.bucket(t.In(loc))
 			}

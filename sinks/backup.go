@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -19,8 +18,6 @@ import (
 // Backup names follow v0: <db>/<YYYYMMDD_HHMMSS.NNNNNNNNNZ>.dump[.gz|.zst][.enc]
 // (UTC). Anything else in a storage is foreign and never touched.
 const timeLayout = "20060102_150405.000000000Z"
-
-var backupName = regexp.MustCompile(`^(\d{8}_\d{6}\.\d{9}Z)\.dump(\.gz|\.zst)?(\.enc)?$`)
 
 // SumExt is the suffix of the checksum sidecar written after a backup:
 // "<key>.sha256", in sha256sum's format.
@@ -32,21 +29,48 @@ func Key(db string, t time.Time, ext string) string {
 }
 
 // ParseKey reports whether key names a backup, and of which database and
-// time.
+// time. It is hand-written: plans parse every key of a storage.
 func ParseKey(key string) (db string, t time.Time, ok bool) {
-	dir, base := path.Split(key)
-	if dir == "" || strings.Count(dir, "/") != 1 {
+	i := strings.IndexByte(key, '/')
+	if i <= 0 || strings.IndexByte(key[i+1:], '/') >= 0 {
 		return "", time.Time{}, false
 	}
-	m := backupName.FindStringSubmatch(base)
-	if m == nil {
+	db, base := key[:i], key[i+1:]
+	// YYYYMMDD_HHMMSS.NNNNNNNNNZ = 26 bytes, then ".dump".
+	if len(base) < 31 || base[8] != '_' || base[15] != '.' || base[25] != 'Z' || base[26:31] != ".dump" {
 		return "", time.Time{}, false
 	}
-	t, err := time.Parse(timeLayout, m[1])
-	if err != nil {
+	switch base[31:] {
+	case "", ".gz", ".zst", ".enc", ".gz.enc", ".zst.enc":
+	default:
 		return "", time.Time{}, false
 	}
-	return strings.TrimSuffix(dir, "/"), t, true
+	num := func(s string) (int, bool) {
+		n := 0
+		for _, c := range []byte(s) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	var v [7]int
+	for k, r := range [7][2]int{{0, 4}, {4, 6}, {6, 8}, {9, 11}, {11, 13}, {13, 15}, {16, 25}} {
+		n, ok := num(base[r[0]:r[1]])
+		if !ok {
+			return "", time.Time{}, false
+		}
+		v[k] = n
+	}
+	if v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60 {
+		return "", time.Time{}, false
+	}
+	t = time.Date(v[0], time.Month(v[1]), v[2], v[3], v[4], v[5], v[6], time.UTC)
+	if t.Day() != v[2] {
+		return "", time.Time{}, false // 20260231
+	}
+	return db, t, true
 }
 
 // Backup is one complete backup in a storage.
@@ -58,6 +82,31 @@ type Backup struct {
 	HasChecksum bool
 }
 
+// scanner is implemented by sinks that list objects and leftovers in one
+// pass (Local).
+type scanner interface {
+	Scan(ctx context.Context, prefix string) ([]Object, []Leftover, error)
+}
+
+// Observe returns the backups of db (newest first) and the unfinished
+// writes under its folder, for planning: backup sizes may be left zero.
+func Observe(ctx context.Context, s Sink, db string) ([]Backup, []Leftover, error) {
+	var objs []Object
+	var left []Leftover
+	var err error
+	if sc, ok := s.(scanner); ok {
+		objs, left, err = sc.Scan(ctx, db+"/")
+	} else {
+		if objs, err = s.List(ctx, db+"/"); err == nil {
+			left, err = s.Leftovers(ctx, db+"/")
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return backupsOf(objs, db), left, nil
+}
+
 // ListBackups returns the backups of db in s, newest first. Foreign
 // objects and unfinished writes are left out.
 func ListBackups(ctx context.Context, s Sink, db string) ([]Backup, error) {
@@ -65,13 +114,17 @@ func ListBackups(ctx context.Context, s Sink, db string) ([]Backup, error) {
 	if err != nil {
 		return nil, err
 	}
+	return backupsOf(objs, db), nil
+}
+
+func backupsOf(objs []Object, db string) []Backup {
 	sums := map[string]bool{}
 	for _, o := range objs {
 		if strings.HasSuffix(o.Key, SumExt) {
 			sums[strings.TrimSuffix(o.Key, SumExt)] = true
 		}
 	}
-	var out []Backup
+	out := make([]Backup, 0, len(objs))
 	for _, o := range objs {
 		d, t, ok := ParseKey(o.Key)
 		if !ok || d != db {
@@ -80,7 +133,7 @@ func ListBackups(ctx context.Context, s Sink, db string) ([]Backup, error) {
 		out = append(out, Backup{Database: db, Key: o.Key, Time: t, Size: o.Size, HasChecksum: sums[o.Key]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
-	return out, nil
+	return out
 }
 
 // Written is the outcome of writing one backup.

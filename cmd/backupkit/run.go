@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -144,9 +145,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 			obs := reconcile.Observe(cmd.Context(), e.cfg, e.stores, db)
 			p := reconcile.MakePlan(e.cfg, obs, now, reconcile.PlanOptions{Database: db, RunTimeout: timeout})
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(p); err != nil {
+				if err := writePlanJSON(g.stdout, p); err != nil {
 					return err
 				}
 			} else {
@@ -168,6 +167,38 @@ func newPlanCmd(g *globals) *cobra.Command {
 	f.BoolVar(&detailed, "detailed-exitcode", false, "exit 0 when nothing is to do, 2 when changes are pending, 1 on error")
 	f.DurationVar(&timeout, "run-timeout", 0, "leftovers older than this are cleaned up (default 6h)")
 	return cmd
+}
+
+// writePlanJSON streams the plan as JSON, one action per line: readable,
+// and fast for plans with 100,000 prunes.
+func writePlanJSON(w io.Writer, p reconcile.Plan) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head := p
+	head.Actions = nil
+	b, err := json.Marshal(head)
+	if err != nil {
+		return err
+	}
+	// {"version":1,"now":"…","actions":null,…} → open the actions array.
+	hs := strings.Replace(string(b), `"actions":null`, `"actions":[`, 1)
+	i := strings.Index(hs, `"actions":[`) + len(`"actions":[`)
+	bw.WriteString(hs[:i])
+	for k, a := range p.Actions {
+		if k > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n  ")
+		ab, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		bw.Write(ab)
+	}
+	if len(p.Actions) > 0 {
+		bw.WriteByte('\n')
+	}
+	bw.WriteString("]" + hs[i:] + "\n")
+	return bw.Flush()
 }
 
 func renderPlan(w io.Writer, p reconcile.Plan) {
