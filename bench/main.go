@@ -97,6 +97,7 @@ func main() {
 	ref := add("pg_dump -Fc > file", "backup")
 	raw := add("pg_dump -Fc -Z0 > file", "backup")
 	gz := add("backupkit backup gzip+enc (local)", "backup")
+	gz7 := add("backupkit backup gzip level 7+enc (local)", "backup")
 	zs := add("backupkit backup zstd+enc (local)", "backup")
 	s3r := add("backupkit backup zstd+enc (S3)", "backup")
 	pgr := add("pg_restore -d (plain -Fc file)", "restore")
@@ -120,6 +121,7 @@ func main() {
 					os.Remove(f)
 				},
 				func() { gz.results = append(gz.results, bkBackup(bin, cfg, "gz", filepath.Join(dir, "store"))) },
+				func() { gz7.results = append(gz7.results, bkBackup(bin, cfg, "gz7", filepath.Join(dir, "store"))) },
 				func() { zs.results = append(zs.results, bkBackup(bin, cfg, "zs", filepath.Join(dir, "store"))) },
 				func() { s3r.results = append(s3r.results, bkBackup(bin, cfg, "s3", filepath.Join(s3.dir, "bench"))) },
 			}
@@ -272,6 +274,10 @@ databases:
     type: postgres
     connection: {host: 127.0.0.1, database: %s, user: postgres}
     backup: {storage: local, compression: gzip, encryption: {enabled: true, password: bench-password}}
+  - name: gz7
+    type: postgres
+    connection: {host: 127.0.0.1, database: %s, user: postgres}
+    backup: {storage: local, compression: gzip, compression_level: 7, encryption: {enabled: true, password: bench-password}}
   - name: zs
     type: postgres
     connection: {host: 127.0.0.1, database: %s, user: postgres}
@@ -280,7 +286,7 @@ databases:
     type: postgres
     connection: {host: 127.0.0.1, database: %s, user: postgres}
     backup: {storage: s3, compression: zstd, encryption: {enabled: true, password: bench-password}}
-`, filepath.Join(dir, "store"), s3.addr, s3.access, s3.sk, *dbName, *dbName, *dbName)
+`, filepath.Join(dir, "store"), s3.addr, s3.access, s3.sk, *dbName, *dbName, *dbName, *dbName)
 	p := filepath.Join(dir, "bench.yaml")
 	must(os.WriteFile(p, []byte(cfg), 0o600))
 	return p

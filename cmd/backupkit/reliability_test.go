@@ -272,7 +272,6 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-
 func TestDeadWebhookNeverChangesOutcome(t *testing.T) {
 	pg := testenv.Postgres(t)
 	dir := t.TempDir()
