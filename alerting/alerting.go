@@ -83,7 +83,6 @@ func NewEvent(kind, db, status string) Event {
 // sender delivers one event on one route, retrying within its bound.
 type sender interface {
 	send(ctx context.Context, e Event) error
-	kind() string
 }
 
 type route struct {
@@ -152,9 +151,6 @@ func New(ns []schema.Notification, log *slog.Logger, o Options) *Dispatcher {
 	}
 	return d
 }
-
-// Routes returns the number of routes.
-func (d *Dispatcher) Routes() int { return len(d.routes) }
 
 // Send delivers e to every route that wants it, concurrently, and
 // returns their errors joined. Each route is bounded by its max_wait; a
@@ -262,13 +258,6 @@ func (t *Tracker) Check(db string, lastSuccess time.Time, limit time.Duration, n
 		ev.Error = fmt.Sprintf("last successful backup %s ago (limit %s)", now.Sub(lastSuccess).Round(time.Second), limit)
 	}
 	return &ev
-}
-
-// Overdue reports whether db is in an overdue episode.
-func (t *Tracker) Overdue(db string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.get(db).overdue
 }
 
 // text renders an event as plain text lines (email body, slack text).

@@ -30,8 +30,6 @@ func newEmail(c schema.NotificationConfig, o Options) *mail {
 	return &mail{c: c, attempts: c.MaxAttempts, opt: o}
 }
 
-func (m *mail) kind() string { return "email" }
-
 // Subject is the mail subject for an event.
 func Subject(e Event) string { return "[backupkit] " + e.Summary() }
 

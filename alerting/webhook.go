@@ -23,7 +23,6 @@ type webhook struct {
 	headers map[string]schema.Secret
 	slack   bool
 	client  *retryablehttp.Client
-	typ     string
 }
 
 func newClient(attempts int, o Options) *retryablehttp.Client {
@@ -40,10 +39,8 @@ func newClient(attempts int, o Options) *retryablehttp.Client {
 
 func newWebhook(c schema.NotificationConfig, o Options) *webhook {
 	return &webhook{url: c.URL.Reveal(), headers: c.Headers, slack: c.Format == "slack",
-		client: newClient(c.MaxAttempts, o), typ: "webhook"}
+		client: newClient(c.MaxAttempts, o)}
 }
-
-func (w *webhook) kind() string { return w.typ }
 
 func (w *webhook) send(ctx context.Context, e Event) error {
 	var body []byte
@@ -93,8 +90,6 @@ type healthchecks struct {
 func newHealthchecks(c schema.NotificationConfig, o Options) *healthchecks {
 	return &healthchecks{url: strings.TrimRight(c.URL.Reveal(), "/"), client: newClient(c.MaxAttempts, o)}
 }
-
-func (h *healthchecks) kind() string { return "healthchecks" }
 
 func (h *healthchecks) send(ctx context.Context, e Event) error {
 	u := h.url

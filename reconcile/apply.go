@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,9 +25,6 @@ type Outcome struct {
 	Error    string        `json:"error,omitempty"`
 	Skipped  string        `json:"skipped,omitempty"` // why it did not run
 }
-
-// OK reports whether the action succeeded (or was skipped for safety).
-func (o Outcome) OK() bool { return o.Err == nil }
 
 // Report is the result of applying a plan.
 type Report struct {
@@ -360,9 +356,4 @@ func Expected(db *schema.Database) exec.Layers {
 		c = exec.None
 	}
 	return exec.Layers{Encrypted: db.Backup.Encrypted(), Compression: c, Kind: exec.KindCustom}
-}
-
-// describeErr shortens an error for one line of output.
-func describeErr(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", " ")
 }

@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -231,20 +230,6 @@ func KeptBy(db schema.Database, backups []sinks.Backup, now time.Time) [][]strin
 		kept[0] = []string{"newest"}
 	}
 	return kept
-}
-
-// Databases returns the names of the databases the plan backs up, sorted.
-func (p Plan) Databases() []string {
-	seen := map[string]bool{}
-	for _, a := range p.Actions {
-		seen[a.Database] = true
-	}
-	var out []string
-	for d := range seen {
-		out = append(out, d)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Summary is the one-line count: "2 to back up, 3 to prune, 0 to clean up".

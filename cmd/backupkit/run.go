@@ -223,21 +223,33 @@ func renderPlan(w io.Writer, p reconcile.Plan) {
 }
 
 func newApplyCmd(g *globals) *cobra.Command {
+	return newRunCmd(g, "apply", "Plan, then run the plan: backups that are due, prunes, cleanups", false)
+}
+
+// newBackupCmd is v0's backup: a forced apply (back up now), retention
+// included.
+func newBackupCmd(g *globals) *cobra.Command {
+	return newRunCmd(g, "backup", "Back up now (all databases, or --db), then apply retention", true)
+}
+
+func newRunCmd(g *globals, use, short string, forced bool) *cobra.Command {
 	var db string
 	var force bool
 	var parallel int
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "apply",
-		Short: "Plan, then run the plan: backups that are due, prunes, cleanups",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.apply(cmd.Context(), db, force, parallel, timeout)
+			return g.apply(cmd.Context(), db, forced || force, parallel, timeout)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&db, "db", "", "only this database")
-	f.BoolVar(&force, "force", false, "back up even when no backup is due")
+	if !forced {
+		f.BoolVar(&force, "force", false, "back up even when no backup is due")
+	}
 	f.IntVar(&parallel, "parallel", 2, "databases to work on at once")
 	f.DurationVar(&timeout, "run-timeout", 0, "bound on each database's run (0 = none)")
 	return cmd
@@ -285,23 +297,4 @@ func renderReport(w io.Writer, rep reconcile.Report) {
 		return
 	}
 	fmt.Fprintf(w, "Applied: %d succeeded, %d failed, %d skipped.\n", ok, failed, skipped)
-}
-
-func newBackupCmd(g *globals) *cobra.Command {
-	var db string
-	var parallel int
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "backup",
-		Short: "Back up now (all databases, or --db), then apply retention",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.apply(cmd.Context(), db, true, parallel, timeout)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&db, "db", "", "only this database")
-	f.IntVar(&parallel, "parallel", 2, "databases to work on at once")
-	f.DurationVar(&timeout, "run-timeout", 0, "bound on each database's run (0 = none)")
-	return cmd
 }
