@@ -30,10 +30,10 @@ func (c Compression) Ext() string {
 }
 
 // gzip blocks are compressed in parallel: block size × blocks bounds
-// the memory (about 2 × 1 MiB × 4).
+// the memory (about 2 × 1 MiB × 3); three keep two cores busy.
 const (
 	gzipBlock  = 1 << 20
-	gzipBlocks = 4
+	gzipBlocks = 3
 )
 
 // newCompressor wraps w. Level 0 picks the default (gzip 6, zstd 2 =

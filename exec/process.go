@@ -170,7 +170,7 @@ type onlyWriter struct{ io.Writer }
 // while a block is compressed, instead of stalling on a full pipe.
 const (
 	aheadBufs = 4
-	aheadSize = 512 << 10
+	aheadSize = 256 << 10
 )
 
 // copyAhead copies r to w with a reader goroutine that fills up to

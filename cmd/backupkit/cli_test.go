@@ -231,6 +231,18 @@ func TestFanOutLocalAndS3(t *testing.T) {
 	if a, b := pg.TableChecksums(t, src), pg.TableChecksums(t, target); a["public.blobs"] != b["public.blobs"] {
 		t.Fatalf("restored from S3 differs: %v vs %v", a, b)
 	}
+	// `latest` for a database that writes only to S3 reads from S3.
+	s3only := config(t, pg, t.TempDir(), srv, dbSpec{name: "big", database: src, storage: "s3main",
+		extra: "      compression: zstd\n      encryption:\n        enabled: true\n        password: pw\n"})
+	target2 := "bk_from_s3_latest_" + testenv.RandHex(3)
+	t.Cleanup(func() { pg.DropDB(target2) })
+	out := mustCLI(t, 0, "restore", "-c", s3only, "--from", "latest", "--to-database", target2)
+	if !strings.Contains(out, "restored s3main:"+s3key) {
+		t.Fatalf("latest did not pick the S3 backup: %s", out)
+	}
+	if a, b := pg.TableChecksums(t, src), pg.TableChecksums(t, target2); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("restored from S3 latest differs")
+	}
 
 	// S3 stopped mid-backup: the local copy completes, S3's fails, and
 	// nothing is visible under a final S3 key.

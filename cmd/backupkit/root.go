@@ -56,7 +56,11 @@ func (g *globals) loadConfig() (*schema.Config, error) {
 	if g.configPath == "" {
 		return nil, usagef("no config file: pass -c/--config FILE")
 	}
-	return schema.Load(g.configPath)
+	cfg, err := schema.Load(g.configPath)
+	// Evaluating the CUE schema leaves megabytes of garbage; hand it back
+	// before a pipeline starts, so peak memory is the pipeline's buffers.
+	debug.FreeOSMemory()
+	return cfg, err
 }
 
 // isTerminal reports whether w is a terminal.
