@@ -30,9 +30,9 @@ func (c Compression) Ext() string {
 }
 
 // gzip blocks are compressed in parallel: block size × blocks bounds
-// the memory (about 2 × 1 MiB × 3); three keep two cores busy.
+// the memory (about 2 × 512 KiB × 3); three keep two cores busy.
 const (
-	gzipBlock  = 1 << 20
+	gzipBlock  = 512 << 10
 	gzipBlocks = 3
 )
 
