@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -254,8 +255,8 @@ func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action)
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		if cause := context.Cause(ctx); cause != nil && !strings.Contains(err.Error(), cause.Error()) {
+			err = fmt.Errorf("%w (%w)", err, cause)
 		}
 		return fail(err)
 	}
