@@ -151,3 +151,28 @@ func Test20DatabasesParallel4HundredTicks(t *testing.T) {
 	}
 	t.Logf("goroutines %d → %d, open fds %d → %d", g0, g1, f0, f1)
 }
+
+func TestFailingDatabaseBacksOff(t *testing.T) {
+	pg := testenv.Postgres(t)
+	root := t.TempDir()
+	cfg := config(root, []string{"gone"}, pg, "no_such_database_backoff", "* * * * *", nil)
+	clock := time.Date(2026, 11, 25, 0, 0, 30, 0, time.UTC)
+	r := &reconcile.Runner{Config: cfg, Sinks: map[string]sinks.Sink{"local": sinks.NewLocal("local", root)},
+		Log: quiet(), Now: func() time.Time { return clock }}
+	d := &reconcile.Daemon{Runner: r, Interval: time.Minute}
+	var attempts []int
+	for i := 0; i < 16; i++ {
+		tk := d.Tick(context.Background())
+		if tk.Plan.Count(reconcile.ActBackup) > 0 {
+			if len(tk.Report.Failed()) != 1 {
+				t.Fatalf("tick %d: the backup of a missing database did not fail", i)
+			}
+			attempts = append(attempts, i)
+		}
+		clock = clock.Add(time.Minute)
+	}
+	// Waits of 1, 2, 4, 8 minutes after consecutive failures.
+	if fmt.Sprint(attempts) != "[0 1 3 7 15]" {
+		t.Fatalf("attempts at ticks %v, want [0 1 3 7 15] (doubling backoff)", attempts)
+	}
+}
