@@ -32,8 +32,8 @@ type S3Options struct {
 	Checksum             string
 	AccessKey, SecretKey string // both empty: the AWS credential chain
 	// PartSize is the first multipart part size (default 16 MiB); parts
-	// grow by that much every 1,000 parts, so a 1 TB stream fits in
-	// 10,000 parts. Concurrency is the number of parts in flight
+	// grow by that much every 800 parts, so 10,000 parts hold 1.03 TiB
+	// at the default. Concurrency is the number of parts in flight
 	// (default 2). Memory ≈ part size × (concurrency + 1).
 	PartSize    int64
 	Concurrency int
@@ -54,7 +54,7 @@ var _ Sink = (*S3)(nil)
 const (
 	minPartSize   = 5 << 20
 	maxParts      = 10000
-	partGrowEvery = 1000
+	partGrowEvery = 800
 )
 
 // NewS3 builds an S3 sink. It does not contact the server.
