@@ -154,36 +154,42 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 		}
 	}
 	var out []Outcome
-	failed := map[string]bool{} // storages whose backup failed
+	if r.Lock {
+		// Backups, prunes and cleanups run under the database's advisory
+		// lock, so two writers on one config never act on each other's
+		// half-made state.
+		lock, ok, err := exec.TryLock(ctx, ConnOf(db), db.Name)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("advisory lock: %w", err)
+			if len(backups) > 0 {
+				out = append(out, r.failBackups(ctx, db, backups, time.Now(), err)...)
+			}
+			out = append(out, skipAll(prunes, "skipped: cannot take the database's lock to prune safely")...)
+			out = append(out, skipAll(cleanups, "skipped: cannot take the database's lock")...)
+			prunes, backups, cleanups = nil, nil, nil
+		case !ok:
+			// Someone else is on it: not a failure, and its run applies
+			// retention itself.
+			out = append(out, skipAll(backups, errAlreadyTaken.Error())...)
+			out = append(out, skipAll(prunes, "skipped: "+errAlreadyTaken.Error())...)
+			out = append(out, skipAll(cleanups, "skipped: "+errAlreadyTaken.Error())...)
+			prunes, backups, cleanups = nil, nil, nil
+		default:
+			defer lock.Release(context.WithoutCancel(ctx))
+		}
+	}
+	failed := false
 	if len(backups) > 0 {
 		res := r.backup(ctx, db, backups)
 		for _, o := range res {
 			if o.Err != nil {
-				failed[o.Storage] = true
+				failed = true
 			}
 		}
 		out = append(out, res...)
 	}
-	for _, a := range prunes {
-		o := Outcome{Action: a}
-		switch {
-		case len(failed) > 0:
-			o.Skipped = "skipped: a backup of " + name + " failed in this run"
-		case ctx.Err() != nil:
-			o.Err = context.Cause(ctx)
-		default:
-			start := time.Now()
-			o.Err = sinks.DeleteBackups(ctx, r.Sinks[a.Storage], a.Key)
-			o.Duration = time.Since(start)
-			if o.Err == nil {
-				r.Log.Info("pruned", "database", name, "storage", a.Storage, "key", a.Key, "reason", a.Reason)
-			} else {
-				r.Log.Error("prune failed", "database", name, "storage", a.Storage, "key", a.Key, "err", o.Err)
-				r.event(ctx, Event{Kind: "prune", Database: name, Err: o.Err, Dest: []string{a.Storage + ":" + a.Key}})
-			}
-		}
-		out = append(out, o)
-	}
+	out = append(out, r.prune(ctx, db, prunes, failed)...)
 	for _, a := range cleanups {
 		o := Outcome{Action: a}
 		if ctx.Err() != nil {
@@ -205,33 +211,16 @@ var errAlreadyTaken = errors.New("another backupkit process is backing up this d
 // backup takes one dump and writes it to every storage of the actions.
 func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action) []Outcome {
 	start := time.Now()
-	fail := func(err error) []Outcome {
-		var out []Outcome
-		for _, a := range acts {
-			out = append(out, Outcome{Action: a, Err: err, Duration: time.Since(start)})
-		}
-		r.Log.Error("backup failed", "database", db.Name, "err", err)
-		r.event(ctx, Event{Kind: "backup", Database: db.Name, Err: err, Duration: time.Since(start)})
-		return out
-	}
-	conn := ConnOf(db)
-	if r.Lock {
-		lock, ok, err := exec.TryLock(ctx, conn, db.Name)
-		if err != nil {
-			return fail(fmt.Errorf("advisory lock: %w", err))
-		}
-		if !ok {
-			// Someone else is on it: not a failure, nothing to do.
-			return skipAll(acts, errAlreadyTaken.Error())
-		}
-		defer lock.Release(context.WithoutCancel(ctx))
-		// Re-observe under the lock: the other process may have just
+	var skipped []Outcome
+	fail := func(err error) []Outcome { return append(skipped, r.failBackups(ctx, db, acts, start, err)...) }
+	if r.Lock && acts[0].Reason != "forced" {
+		// Re-observe under the lock: another process may have just
 		// finished this backup.
-		if acts[0].Reason != "forced" {
-			acts = r.stillDue(ctx, db, acts)
-			if len(acts) == 0 {
-				return skipAll(nil, "")
-			}
+		var done []Action
+		acts, done = r.stillDue(ctx, db, acts)
+		skipped = skipAll(done, "skipped: not due any more (another process just took this backup)")
+		if len(acts) == 0 {
+			return skipped
 		}
 	}
 	r.event(ctx, Event{Kind: "start", Database: db.Name})
@@ -283,7 +272,81 @@ func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action)
 	}
 	r.event(ctx, Event{Kind: "backup", Database: db.Name, Success: len(errs) == 0, Bytes: total, Dest: dest,
 		Duration: time.Since(start), Err: errors.Join(errs...)})
+	return append(skipped, out...)
+}
+
+// failBackups reports every backup action of db as failed with err.
+func (r *Runner) failBackups(ctx context.Context, db *schema.Database, acts []Action, start time.Time, err error) []Outcome {
+	var out []Outcome
+	for _, a := range acts {
+		out = append(out, Outcome{Action: a, Err: err, Duration: time.Since(start)})
+	}
+	r.Log.Error("backup failed", "database", db.Name, "err", err)
+	r.event(ctx, Event{Kind: "backup", Database: db.Name, Err: err, Duration: time.Since(start)})
 	return out
+}
+
+// prune runs the planned prunes of db once its backups are done, with the
+// lock held. A prune relies only on backups that exist: each storage is
+// listed afresh and retention recomputed from that listing; a planned
+// prune runs only if the fresh computation still prunes it, so a backup
+// that was skipped, failed or cancelled never licenses one, and the newest
+// complete backup at delete time is never deleted.
+func (r *Runner) prune(ctx context.Context, db *schema.Database, prunes []Action, backupFailed bool) []Outcome {
+	if backupFailed {
+		return skipAll(prunes, "skipped: a backup of "+db.Name+" failed in this run")
+	}
+	var out []Outcome
+	allowed := map[string]map[string]bool{} // storage → prunable keys now
+	for _, a := range prunes {
+		o := Outcome{Action: a}
+		if ctx.Err() != nil {
+			o.Err = context.Cause(ctx)
+			out = append(out, o)
+			continue
+		}
+		ok, seen := allowed[a.Storage]
+		if !seen {
+			ok = r.prunableNow(ctx, db, a.Storage)
+			allowed[a.Storage] = ok
+		}
+		if ok == nil {
+			o.Skipped = "skipped: the storage could not be listed again before deleting"
+			out = append(out, o)
+			continue
+		}
+		if !ok[a.Key] {
+			o.Skipped = "skipped: no longer prunable by a fresh listing (the backup it relied on was not taken)"
+			out = append(out, o)
+			continue
+		}
+		start := time.Now()
+		o.Err = sinks.DeleteBackups(ctx, r.Sinks[a.Storage], a.Key)
+		o.Duration = time.Since(start)
+		if o.Err == nil {
+			r.Log.Info("pruned", "database", db.Name, "storage", a.Storage, "key", a.Key, "reason", a.Reason)
+		} else {
+			r.Log.Error("prune failed", "database", db.Name, "storage", a.Storage, "key", a.Key, "err", o.Err)
+			r.event(ctx, Event{Kind: "prune", Database: db.Name, Err: o.Err, Dest: []string{a.Storage + ":" + a.Key}})
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// prunableNow lists one storage of db and returns the keys retention
+// prunes given what is there now (nil when the listing failed).
+func (r *Runner) prunableNow(ctx context.Context, db *schema.Database, storage string) map[string]bool {
+	ob := observeSlot(ctx, r.Sinks[storage], db.Name)
+	if ob.Err != nil {
+		r.Log.Warn("listing before prune failed; nothing pruned", "database", db.Name, "storage", storage, "err", ob.Err)
+		return nil
+	}
+	keys := map[string]bool{}
+	for _, b := range prunable(*db, usable(ob.Backups, r.now()), nil) {
+		keys[b.Key] = true
+	}
+	return keys
 }
 
 func skipAll(acts []Action, why string) []Outcome {
@@ -294,9 +357,9 @@ func skipAll(acts []Action, why string) []Outcome {
 	return out
 }
 
-// stillDue re-lists the storages of acts and keeps the ones still due.
-func (r *Runner) stillDue(ctx context.Context, db *schema.Database, acts []Action) []Action {
-	var keep []Action
+// stillDue re-lists the storages of acts and splits them into the ones
+// still due and the ones another process has taken meanwhile.
+func (r *Runner) stillDue(ctx context.Context, db *schema.Database, acts []Action) (keep, done []Action) {
 	for _, a := range acts {
 		ob := observeSlot(ctx, r.Sinks[a.Storage], db.Name)
 		if ob.Err != nil {
@@ -313,9 +376,11 @@ func (r *Runner) stillDue(ctx context.Context, db *schema.Database, acts []Actio
 		}
 		if ok, _ := due(db.Backup.Schedule, db.Backup.Location, newest, now); ok {
 			keep = append(keep, a)
+		} else {
+			done = append(done, a)
 		}
 	}
-	return keep
+	return keep, done
 }
 
 func (r *Runner) event(ctx context.Context, e Event) {

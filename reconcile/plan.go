@@ -29,6 +29,10 @@ type Action struct {
 	Key      string     `json:"key,omitempty"`
 	Reason   string     `json:"reason"`
 	UploadID string     `json:"upload_id,omitempty"`
+	// Conditional marks a prune that only the planned backup of its
+	// database and storage licenses: apply runs it after that backup
+	// succeeds, and drops it otherwise.
+	Conditional bool `json:"conditional,omitempty"`
 }
 
 // Plan is what apply will do: plain data, made by MakePlan and rendered
@@ -112,6 +116,18 @@ func observeSlot(ctx context.Context, s sinks.Sink, db string) *Observed {
 	return &Observed{Backups: b, Leftovers: lo}
 }
 
+// usable returns the backups that count at now (not dated in the future:
+// clock skew), newest first.
+func usable(bs []sinks.Backup, now time.Time) []sinks.Backup {
+	out := make([]sinks.Backup, 0, len(bs))
+	for _, b := range bs {
+		if !b.Time.After(now) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // PlanOptions narrow or force a plan.
 type PlanOptions struct {
 	Database   string        // only this database ("" = all)
@@ -186,29 +202,60 @@ func MakePlan(cfg *schema.Config, obs Observation, now time.Time, o PlanOptions)
 
 // planPrunes applies retention to one slot. When a backup is planned, it
 // counts as the newest (at now), so a plan after a successful apply asks
-// for no further prunes; apply skips these prunes if that backup fails.
+// for no further prunes; the prunes only that backup licenses are marked
+// conditional. Apply recomputes every prune from a fresh listing under the
+// database's lock, so a backup that was not taken never licenses one.
 func planPrunes(db schema.Database, st string, current []sinks.Backup, withNew bool, now time.Time) []Action {
 	if db.Retention == nil || len(current) == 0 {
 		return nil
 	}
+	reason := "not kept by " + policy(db.Retention)
+	without := prunable(db, current, nil)
+	if !withNew {
+		var out []Action
+		for _, b := range without {
+			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason})
+		}
+		return out
+	}
+	anyway := map[string]bool{}
+	for _, b := range without {
+		anyway[b.Key] = true
+	}
+	var out []Action
+	for _, b := range prunable(db, current, &now) {
+		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason}
+		if !anyway[b.Key] {
+			a.Conditional = true
+			a.Reason += "; after the backup succeeds"
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// prunable returns the backups of current (complete, not future-dated,
+// newest first) that retention does not keep. With planned set, a backup
+// at that time counts as the newest; without it, current[0] is the newest
+// complete backup and is never prunable.
+func prunable(db schema.Database, current []sinks.Backup, planned *time.Time) []sinks.Backup {
 	times := make([]time.Time, 0, len(current)+1)
-	if withNew {
-		times = append(times, now)
+	if planned != nil {
+		times = append(times, *planned)
 	}
 	for _, b := range current {
 		times = append(times, b.Time)
 	}
 	kept := Retain(times, db.Retention, db.Backup.Location)
-	if withNew {
+	if planned != nil {
 		kept = kept[1:]
 	}
-	var out []Action
-	reason := "not kept by " + policy(db.Retention)
+	var out []sinks.Backup
 	for i, b := range current {
-		if len(kept[i]) > 0 || (i == 0 && !withNew) {
+		if len(kept[i]) > 0 || (i == 0 && planned == nil) {
 			continue // kept by a rule, or the newest complete backup
 		}
-		out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason})
+		out = append(out, b)
 	}
 	return out
 }

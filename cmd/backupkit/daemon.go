@@ -145,6 +145,11 @@ func (g *globals) daemon(ctx context.Context, interval, timeout time.Duration, l
 	r := &reconcile.Runner{Config: e.cfg, Sinks: e.stores, Log: g.log, Observer: n, Parallel: parallel, RunTimeout: timeout, Lock: true}
 	h := &health{}
 	d := &reconcile.Daemon{Runner: r, Interval: interval, OnTick: func(ctx context.Context, t reconcile.Tick) {
+		for _, o := range t.Report.Outcomes {
+			if o.Skipped != "" {
+				g.log.Info("action skipped", "type", o.Type, "database", o.Database, "storage", o.Storage, "key", o.Key, "reason", o.Skipped)
+			}
+		}
 		m.tick(t)
 		h.update(t)
 		n.tick(ctx, t)

@@ -77,6 +77,7 @@ type planJSON struct {
 	Version int `json:"version"`
 	Actions []struct {
 		Type, Database, Storage, Key, Reason string
+		Conditional                          bool
 	} `json:"actions"`
 }
 
