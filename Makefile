@@ -39,8 +39,8 @@ bench: build tools
 
 fuzz:
 	$(GO) test ./schema -run '^$$' -fuzz FuzzLoad -fuzztime 60s
-	$(GO) test ./exec -run '^$$' -fuzz FuzzDecrypt -fuzztime 60s
-	$(GO) test ./exec -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+	$(GO) test ./format -run '^$$' -fuzz FuzzDecrypt -fuzztime 60s
+	$(GO) test ./format -run '^$$' -fuzz FuzzDecode -fuzztime 60s
 
 docker:
 	docker build -t backupkit:$(VERSION) .

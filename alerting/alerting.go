@@ -1,23 +1,50 @@
-// Package alerting owns notifications: the Event sent to people, routes
-// filtered by `on:`, and delivery by webhook (go-retryablehttp), email
-// (jordan-wright/email over SMTP with STARTTLS) and healthchecks pings,
-// each retried within a bound. It also tracks overdue/recovered episodes
-// so each is announced once. Nothing here prints a secret: URLs are
-// redacted and credentials never enter an Event.
 package alerting
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/internal/secret"
 )
+
+// Route is one notification route, as the caller (cmd) builds it from the
+// config: its type and subscriptions, and the settings of that type.
+type Route struct {
+	Type string   // "webhook", "email", "healthchecks"
+	On   []string // success, failure, both, overdue, recovered
+	// webhook and healthchecks
+	URL     secret.Secret
+	Headers map[string]secret.Secret
+	Slack   bool // format: slack
+	// email
+	SMTPHost string
+	SMTPPort int
+	From     string
+	To       []string
+	Username string
+	Password secret.Secret
+	TLS      string // "starttls" (default), "tls", "none"
+	// every route: attempts and total time per event
+	MaxAttempts int
+	MaxWait     time.Duration
+}
+
+// Wants reports whether the route subscribes to an outcome ("success",
+// "failure", "overdue", "recovered").
+func (r Route) Wants(outcome string) bool {
+	for _, o := range r.On {
+		if o == outcome || (o == "both" && (outcome == "success" || outcome == "failure")) {
+			return true
+		}
+	}
+	return false
+}
 
 // Event kinds.
 const (
@@ -86,10 +113,8 @@ type sender interface {
 }
 
 type route struct {
-	on      []string
-	typ     string
-	sender  sender
-	maxWait time.Duration
+	Route
+	sender sender
 }
 
 // wants reports whether the route takes the event.
@@ -98,10 +123,9 @@ func (r route) wants(e Event) bool {
 		return true
 	}
 	if e.Event == KindStart {
-		return r.typ == "healthchecks"
+		return r.Type == "healthchecks"
 	}
-	n := schema.Notification{On: r.on}
-	return n.Wants(e.outcome())
+	return r.Wants(e.outcome())
 }
 
 // Options tune delivery (tests shorten the waits).
@@ -114,17 +138,18 @@ type Options struct {
 	// Count is called once per route delivery with its type and result
 	// ("success" or "failure"), for metrics.
 	Count func(typ, result string)
+	// RootCAs verifies SMTP servers' certificates (nil: the system's).
+	RootCAs *x509.CertPool
 }
 
 // Dispatcher sends events to every route that wants them.
 type Dispatcher struct {
 	routes []route
-	log    *slog.Logger
 	opt    Options
 }
 
-// New builds a dispatcher for the config's notification routes.
-func New(ns []schema.Notification, log *slog.Logger, o Options) *Dispatcher {
+// New builds a dispatcher for the routes.
+func New(routes []Route, o Options) *Dispatcher {
 	if o.RetryWaitMin == 0 {
 		o.RetryWaitMin = time.Second
 	}
@@ -134,16 +159,16 @@ func New(ns []schema.Notification, log *slog.Logger, o Options) *Dispatcher {
 	if o.ShutdownWait == 0 {
 		o.ShutdownWait = 5 * time.Second
 	}
-	d := &Dispatcher{log: log, opt: o}
-	for _, n := range ns {
-		r := route{on: n.On, typ: n.Type, maxWait: n.Config.MaxWait}
+	d := &Dispatcher{opt: o}
+	for _, n := range routes {
+		r := route{Route: n}
 		switch n.Type {
 		case "webhook":
-			r.sender = newWebhook(n.Config, o)
+			r.sender = newWebhook(n, o)
 		case "healthchecks":
-			r.sender = newHealthchecks(n.Config, o)
+			r.sender = newHealthchecks(n, o)
 		case "email":
-			r.sender = newEmail(n.Config, o)
+			r.sender = newEmail(n, o)
 		default:
 			continue
 		}
@@ -153,8 +178,9 @@ func New(ns []schema.Notification, log *slog.Logger, o Options) *Dispatcher {
 }
 
 // Send delivers e to every route that wants it, concurrently, and
-// returns their errors joined. Each route is bounded by its max_wait; a
-// done ctx still gets ShutdownWait so failures are reported.
+// returns their errors joined (the caller logs them). Each route is
+// bounded by its max_wait; a done ctx still gets ShutdownWait so failures
+// are reported.
 func (d *Dispatcher) Send(ctx context.Context, e Event) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(d.routes))
@@ -165,19 +191,16 @@ func (d *Dispatcher) Send(ctx context.Context, e Event) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rctx, cancel := boundedContext(ctx, r.maxWait, d.opt.ShutdownWait)
+			rctx, cancel := boundedContext(ctx, r.MaxWait, d.opt.ShutdownWait)
 			defer cancel()
 			err := r.sender.send(rctx, e)
 			result := "success"
 			if err != nil {
 				result = "failure"
-				errs[i] = fmt.Errorf("%s notification: %w", r.typ, err)
-				if d.log != nil {
-					d.log.Warn("notification failed", "type", r.typ, "event", e.Event, "db", e.DB, "err", errs[i])
-				}
+				errs[i] = fmt.Errorf("%s notification: %w", r.Type, err)
 			}
 			if d.opt.Count != nil && e.Event != KindStart {
-				d.opt.Count(r.typ, result)
+				d.opt.Count(r.Type, result)
 			}
 		}()
 	}

@@ -2,10 +2,16 @@ package alerting
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,15 +24,14 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/internal/secret"
 )
 
 var fast = Options{RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond}
 
-func hook(url string, on ...string) schema.Notification {
-	return schema.Notification{Type: "webhook", On: on, Config: schema.NotificationConfig{
-		URL: schema.Secret(url), MaxAttempts: 5, MaxWait: 10 * time.Second,
-		Headers: map[string]schema.Secret{"Authorization": "Bearer tok-SECRET-123"}}}
+func hook(url string, on ...string) Route {
+	return Route{Type: "webhook", On: on, URL: secret.Secret(url), MaxAttempts: 5, MaxWait: 10 * time.Second,
+		Headers: map[string]secret.Secret{"Authorization": "Bearer tok-SECRET-123"}}
 }
 
 // statusServer answers with the given codes in turn, then 200.
@@ -58,7 +63,7 @@ func failure() Event {
 
 func TestWebhookRetriesThenSucceeds(t *testing.T) {
 	srv, n, bodies := statusServer(t, 503, 503)
-	d := New([]schema.Notification{hook(srv.URL+"/hook", "failure")}, nil, fast)
+	d := New([]Route{hook(srv.URL+"/hook", "failure")}, fast)
 	if err := d.Send(context.Background(), failure()); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +79,7 @@ func TestWebhookRetriesThenSucceeds(t *testing.T) {
 
 func TestWebhookNoRetryOn400(t *testing.T) {
 	srv, n, _ := statusServer(t, 400, 400, 400)
-	d := New([]schema.Notification{hook(srv.URL+"/hook/SECRETPATH", "failure")}, nil, fast)
+	d := New([]Route{hook(srv.URL+"/hook/SECRETPATH", "failure")}, fast)
 	err := d.Send(context.Background(), failure())
 	if err == nil || !strings.Contains(err.Error(), "HTTP 400") {
 		t.Fatalf("err %v", err)
@@ -100,7 +105,7 @@ func TestWebhook429HonoursRetryAfter(t *testing.T) {
 		second = time.Now()
 	}))
 	defer srv.Close()
-	d := New([]schema.Notification{hook(srv.URL, "failure")}, nil, fast)
+	d := New([]Route{hook(srv.URL, "failure")}, fast)
 	if err := d.Send(context.Background(), failure()); err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +119,9 @@ func TestWebhookDownIsBounded(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	n := hook("http://"+addr+"/x", "failure")
-	n.Config.MaxWait = 1500 * time.Millisecond
-	n.Config.MaxAttempts = 20
-	d := New([]schema.Notification{n}, nil, Options{RetryWaitMin: 200 * time.Millisecond, RetryWaitMax: time.Second})
+	n.MaxWait = 1500 * time.Millisecond
+	n.MaxAttempts = 20
+	d := New([]Route{n}, Options{RetryWaitMin: 200 * time.Millisecond, RetryWaitMax: time.Second})
 	start := time.Now()
 	err := d.Send(context.Background(), failure())
 	if err == nil {
@@ -130,8 +135,8 @@ func TestWebhookDownIsBounded(t *testing.T) {
 func TestSlackFormatAndRouting(t *testing.T) {
 	srv, _, bodies := statusServer(t)
 	n := hook(srv.URL, "success")
-	n.Config.Format = "slack"
-	d := New([]schema.Notification{n}, nil, fast)
+	n.Slack = true
+	d := New([]Route{n}, fast)
 	d.Send(context.Background(), failure()) // not subscribed
 	ok := NewEvent(KindBackup, "app_db", "success")
 	ok.Dest = "local:app_db/x.dump"
@@ -159,8 +164,8 @@ func TestHealthchecksPings(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	n := schema.Notification{Type: "healthchecks", On: []string{"both"}, Config: schema.NotificationConfig{URL: schema.Secret(srv.URL + "/ping/uuid"), MaxAttempts: 3, MaxWait: 5 * time.Second}}
-	d := New([]schema.Notification{n}, nil, fast)
+	n := Route{Type: "healthchecks", On: []string{"both"}, URL: secret.Secret(srv.URL + "/ping/uuid"), MaxAttempts: 3, MaxWait: 5 * time.Second}
+	d := New([]Route{n}, fast)
 	d.Send(context.Background(), NewEvent(KindStart, "app_db", ""))
 	d.Send(context.Background(), NewEvent(KindBackup, "app_db", "success"))
 	d.Send(context.Background(), failure())
@@ -172,6 +177,7 @@ func TestHealthchecksPings(t *testing.T) {
 // smtpServer is a real SMTP server (go-smtp) on loopback that records mail.
 type smtpServer struct {
 	addr     string
+	tls      bool // offers STARTTLS with a certificate from testCA
 	user, pw string
 	mu       sync.Mutex
 	mails    []mailRec
@@ -227,10 +233,17 @@ func (s *smtpSession) Reset()        { s.rec = mailRec{auth: s.rec.auth} }
 func (s *smtpSession) Logout() error { return nil }
 
 func startSMTP(t *testing.T, user, pw string, failN int) *smtpServer {
-	s := &smtpServer{user: user, pw: pw, failN: failN}
+	return startSMTPWith(t, user, pw, failN, true)
+}
+
+func startSMTPWith(t *testing.T, user, pw string, failN int, withTLS bool) *smtpServer {
+	s := &smtpServer{user: user, pw: pw, failN: failN, tls: withTLS}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &smtpSession{s: s}, nil }))
 	srv.Domain = "localhost"
-	srv.AllowInsecureAuth = true
+	srv.AllowInsecureAuth = !withTLS
+	if withTLS {
+		srv.TLSConfig = testTLS(t)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -241,15 +254,39 @@ func startSMTP(t *testing.T, user, pw string, failN int) *smtpServer {
 	return s
 }
 
-func emailRoute(s *smtpServer, user, pw string) schema.Notification {
+func emailRoute(s *smtpServer, user, pw string) Route {
 	host, port, _ := net.SplitHostPort(s.addr)
 	var p int
 	for _, c := range port {
 		p = p*10 + int(c-'0')
 	}
-	return schema.Notification{Type: "email", On: []string{"failure"}, Config: schema.NotificationConfig{
-		SMTPHost: host, SMTPPort: p, From: "backups@example.com", To: "dev1@example.com, dev2@example.com",
-		Username: user, Password: schema.Secret(pw), MaxAttempts: 4, MaxWait: 10 * time.Second}}
+	tlsMode := "none"
+	if s.tls {
+		tlsMode = "starttls"
+	}
+	return Route{Type: "email", On: []string{"failure"}, SMTPHost: host, SMTPPort: p, From: "backups@example.com",
+		To: []string{"dev1@example.com", "dev2@example.com"}, Username: user, Password: secret.Secret(pw),
+		TLS: tlsMode, MaxAttempts: 4, MaxWait: 10 * time.Second}
+}
+
+// testTLS is a server certificate for 127.0.0.1, signed by a CA that the
+// fast options trust.
+func testTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	fast.RootCAs = pool
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
 func TestEmailWithAndWithoutAuth(t *testing.T) {
@@ -259,7 +296,7 @@ func TestEmailWithAndWithoutAuth(t *testing.T) {
 			user, pw = "mailer", "smtp-SECRET-pw"
 		}
 		s := startSMTP(t, user, pw, 0)
-		d := New([]schema.Notification{emailRoute(s, user, pw)}, nil, fast)
+		d := New([]Route{emailRoute(s, user, pw)}, fast)
 		if err := d.Send(context.Background(), failure()); err != nil {
 			t.Fatalf("auth=%v: %v", auth, err)
 		}
@@ -281,16 +318,32 @@ func TestEmailWithAndWithoutAuth(t *testing.T) {
 	}
 }
 
+// tls: starttls (the default) requires STARTTLS: a server that does not
+// offer it gets nothing, rather than the mail in clear text.
+func TestEmailStartTLSRequired(t *testing.T) {
+	plain := startSMTPWith(t, "mailer", "smtp-SECRET-pw", 0, false)
+	r := emailRoute(plain, "mailer", "smtp-SECRET-pw")
+	r.TLS = "starttls"
+	err := New([]Route{r}, fast).Send(context.Background(), failure())
+	if err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") || len(plain.mails) != 0 {
+		t.Fatalf("no STARTTLS: err %v, %d mails sent", err, len(plain.mails))
+	}
+	r.TLS = "none" // explicitly in clear text
+	if err := New([]Route{r}, fast).Send(context.Background(), failure()); err != nil || len(plain.mails) != 1 {
+		t.Fatalf("tls: none: %v, %d mails", err, len(plain.mails))
+	}
+}
+
 func TestEmailTransientErrorsRetried(t *testing.T) {
 	s := startSMTP(t, "", "", 2)
-	if err := New([]schema.Notification{emailRoute(s, "", "")}, nil, fast).Send(context.Background(), failure()); err != nil {
+	if err := New([]Route{emailRoute(s, "", "")}, fast).Send(context.Background(), failure()); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.mails) != 1 {
 		t.Fatalf("%d mails after two 451s", len(s.mails))
 	}
 	bad := startSMTP(t, "mailer", "right", 0)
-	err := New([]schema.Notification{emailRoute(bad, "mailer", "wrong-SECRET")}, nil, fast).Send(context.Background(), failure())
+	err := New([]Route{emailRoute(bad, "mailer", "wrong-SECRET")}, fast).Send(context.Background(), failure())
 	if err == nil || strings.Contains(err.Error(), "wrong-SECRET") {
 		t.Fatalf("bad auth: %v", err)
 	}
@@ -322,25 +375,75 @@ func TestOverdueAndRecoveredOncePerEpisode(t *testing.T) {
 	}
 }
 
-func TestNoSecretsInLogsOrPayloads(t *testing.T) {
-	var logs strings.Builder
-	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	srv, _, bodies := statusServer(t, 500, 500, 500, 500, 500)
-	n := hook(srv.URL+"/services/T0/B0/SECRETTOKENPATH?token=SECRETQUERY", "failure")
-	n.Config.MaxAttempts = 2
-	d := New([]schema.Notification{n}, log, fast)
-	err := d.Send(context.Background(), failure())
-	all := logs.String() + err.Error()
-	for _, s := range []string{"SECRETTOKENPATH", "SECRETQUERY", "tok-SECRET-123"} {
-		if strings.Contains(all, s) {
-			t.Fatalf("secret %q leaked: %s", s, all)
+func TestNoSecretsInErrorsOrPayloads(t *testing.T) {
+	// One failure, then the payload is delivered and checked.
+	srv, n, bodies := statusServer(t, 500)
+	r := hook(srv.URL+"/services/T0/B0/SECRETTOKENPATH?token=SECRETQUERY", "failure")
+	if err := New([]Route{r}, fast).Send(context.Background(), failure()); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 2 {
+		t.Fatalf("%d attempts, want 2", n.Load())
+	}
+	b := <-bodies
+	if !strings.Contains(string(b), `"error":"pg_dump failed"`) || strings.Contains(string(b), "SECRET") {
+		t.Fatalf("payload: %s", b)
+	}
+	// Errors: HTTP failures, a closed port with a password in the URL
+	// (Go masks it, but keeps the user and re-encodes the path), and a
+	// path that Go re-encodes.
+	fail, _, _ := statusServer(t, 500, 500, 500)
+	for _, u := range []string{
+		fail.URL + "/services/T0/B0/SECRETTOKENPATH?token=SECRETQUERY",
+		"http://SECRETUSER:SECRETPW@127.0.0.1:1/hook/SECRETTOKENPATH",
+		"http://127.0.0.1:1/hook/SECRET TOKEN é PATH?k=SECRETQUERY",
+	} {
+		r := hook(u, "failure")
+		r.MaxAttempts = 2
+		err := New([]Route{r}, fast).Send(context.Background(), failure())
+		if err == nil {
+			t.Fatalf("%s: no error", u)
+		}
+		for _, s := range []string{"SECRET", "tok-SECRET-123", "%20TOKEN"} {
+			if strings.Contains(err.Error(), s) {
+				t.Fatalf("secret %q leaked: %v", s, err)
+			}
 		}
 	}
-	select {
-	case b := <-bodies:
-		if strings.Contains(string(b), "SECRET") {
-			t.Fatalf("payload leaks: %s", b)
+}
+
+// Custom headers and a token-bearing URL never follow a redirect to
+// another host; a redirect on the same host is followed.
+func TestNoCrossHostRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != "" || strings.Contains(r.Referer(), "SECRET") {
+			leaked.Add(1)
 		}
-	default:
+	}))
+	defer other.Close()
+	var sameHost atomic.Int32
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			sameHost.Add(1)
+			return
+		}
+		if r.URL.Path == "/same" {
+			http.Redirect(w, r, "/moved", http.StatusTemporaryRedirect)
+			return
+		}
+		http.Redirect(w, r, other.URL+"/steal", http.StatusTemporaryRedirect)
+	}))
+	defer first.Close()
+	r := hook(first.URL+"/hook/SECRETPATH", "failure")
+	r.Headers = map[string]secret.Secret{"X-Api-Key": "key-SECRET"}
+	r.MaxAttempts = 1
+	err := New([]Route{r}, fast).Send(context.Background(), failure())
+	if err == nil || !strings.Contains(err.Error(), "redirect to another host") || leaked.Load() != 0 {
+		t.Fatalf("cross-host redirect: err %v, leaked %d", err, leaked.Load())
+	}
+	r = hook(first.URL+"/same", "failure")
+	if err := New([]Route{r}, fast).Send(context.Background(), failure()); err != nil || sameHost.Load() != 1 {
+		t.Fatalf("same-host redirect: %v, %d", err, sameHost.Load())
 	}
 }

@@ -11,24 +11,22 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/jordan-wright/email"
-
-	"github.com/backupkit/backupkit/schema"
 )
 
-// mail sends plain-text mail: STARTTLS when the server offers it (TLS
-// verification on), implicit TLS with tls: tls, auth when configured.
+// mail sends plain-text mail: with tls: starttls (the default) STARTTLS
+// is required (TLS verification on; a server that does not offer it is an
+// error, never a silent fallback to clear text), implicit TLS with
+// tls: tls, clear text only with tls: none; auth when configured.
 // Transient (4xx) SMTP replies and connection errors are retried with
 // backoff within the route's bound.
 type mail struct {
-	c        schema.NotificationConfig
-	attempts int
-	opt      Options
+	c   Route
+	opt Options
 }
 
-func newEmail(c schema.NotificationConfig, o Options) *mail {
-	return &mail{c: c, attempts: c.MaxAttempts, opt: o}
-}
+func newEmail(r Route, o Options) *mail { return &mail{c: r, opt: o} }
 
 // Subject is the mail subject for an event.
 func Subject(e Event) string { return "[backupkit] " + e.Summary() }
@@ -36,26 +34,23 @@ func Subject(e Event) string { return "[backupkit] " + e.Summary() }
 func (m *mail) send(ctx context.Context, e Event) error {
 	msg := email.NewEmail()
 	msg.From = m.c.From
-	msg.To = m.c.Recipients()
+	msg.To = m.c.To
 	msg.Subject = Subject(e)
 	msg.Text = []byte(text(e))
 	raw, err := msg.Bytes()
 	if err != nil {
 		return err
 	}
-	wait := m.opt.RetryWaitMin
-	for attempt := 1; ; attempt++ {
-		err = m.deliver(ctx, raw)
-		if err == nil || !transient(err) || attempt >= m.attempts {
-			return err
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = m.opt.RetryWaitMin, m.opt.RetryWaitMax, 0
+	policy := backoff.WithContext(backoff.WithMaxRetries(b, uint64(max(m.c.MaxAttempts-1, 0))), ctx)
+	return backoff.Retry(func() error {
+		err := m.deliver(ctx, raw)
+		if err != nil && !transient(err) {
+			return backoff.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, m.opt.RetryWaitMax)
-	}
+		return err
+	}, policy)
 }
 
 // transient reports whether an SMTP error is worth retrying.
@@ -72,7 +67,7 @@ var errConn = errors.New("smtp connection failed")
 
 func (m *mail) deliver(ctx context.Context, raw []byte) error {
 	addr := net.JoinHostPort(m.c.SMTPHost, strconv.Itoa(m.c.SMTPPort))
-	tlsCfg := &tls.Config{ServerName: m.c.SMTPHost, MinVersion: tls.VersionTLS12}
+	tlsCfg := &tls.Config{ServerName: m.c.SMTPHost, MinVersion: tls.VersionTLS12, RootCAs: m.opt.RootCAs}
 	d := &net.Dialer{Timeout: 15 * time.Second}
 	var conn net.Conn
 	var err error
@@ -99,10 +94,11 @@ func (m *mail) deliver(ctx context.Context, raw []byte) error {
 		return err
 	}
 	if m.c.TLS != "tls" && m.c.TLS != "none" {
-		if ok, _ := c.Extension("STARTTLS"); ok {
-			if err := c.StartTLS(tlsCfg); err != nil {
-				return fmt.Errorf("STARTTLS with %s: %w", addr, err)
-			}
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return fmt.Errorf("%s does not offer STARTTLS, which tls: starttls requires (set tls: none to send in clear text)", addr)
+		}
+		if err := c.StartTLS(tlsCfg); err != nil {
+			return fmt.Errorf("STARTTLS with %s: %w", addr, err)
 		}
 	}
 	if m.c.Username != "" {
@@ -113,7 +109,7 @@ func (m *mail) deliver(ctx context.Context, raw []byte) error {
 	if err := c.Mail(m.c.From); err != nil {
 		return err
 	}
-	for _, to := range m.c.Recipients() {
+	for _, to := range m.c.To {
 		if err := c.Rcpt(to); err != nil {
 			return err
 		}

@@ -4,15 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/internal/secret"
 )
 
 // webhook POSTs the event as JSON (or a Slack/Mattermost "text" body).
@@ -20,7 +22,7 @@ import (
 // Retry-After), never other 4xx.
 type webhook struct {
 	url     string
-	headers map[string]schema.Secret
+	headers map[string]secret.Secret
 	slack   bool
 	client  *retryablehttp.Client
 }
@@ -32,14 +34,28 @@ func newClient(attempts int, o Options) *retryablehttp.Client {
 	c.RetryWaitMin = o.RetryWaitMin
 	c.RetryWaitMax = o.RetryWaitMax
 	c.HTTPClient.Timeout = 30 * time.Second
+	// Custom headers (API keys) and a token-bearing URL must not follow
+	// a redirect to another host.
+	c.HTTPClient.CheckRedirect = sameHostRedirects
 	// Return the last response instead of a URL-bearing error.
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	return c
 }
 
-func newWebhook(c schema.NotificationConfig, o Options) *webhook {
-	return &webhook{url: c.URL.Reveal(), headers: c.Headers, slack: c.Format == "slack",
-		client: newClient(c.MaxAttempts, o)}
+// sameHostRedirects follows at most 5 redirects, all on the original
+// scheme, host and port.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("stopped after 5 redirects")
+	}
+	if o := via[0].URL; req.URL.Scheme != o.Scheme || req.URL.Host != o.Host {
+		return fmt.Errorf("refusing a redirect to another host (%s://%s)", req.URL.Scheme, req.URL.Host)
+	}
+	return nil
+}
+
+func newWebhook(r Route, o Options) *webhook {
+	return &webhook{url: r.URL.Reveal(), headers: r.Headers, slack: r.Slack, client: newClient(r.MaxAttempts, o)}
 }
 
 func (w *webhook) send(ctx context.Context, e Event) error {
@@ -51,7 +67,7 @@ func (w *webhook) send(ctx context.Context, e Event) error {
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, w.url, body)
 	if err != nil {
-		return fmt.Errorf("POST %s: invalid request", schema.RedactURL(w.url))
+		return fmt.Errorf("POST %s: invalid request", secret.RedactURL(w.url))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "backupkit")
@@ -66,18 +82,27 @@ func (w *webhook) send(ctx context.Context, e Event) error {
 func do(c *retryablehttp.Client, req *retryablehttp.Request, rawURL string) error {
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %s", schema.RedactURL(rawURL), redactErr(err, rawURL))
+		return fmt.Errorf("POST %s: %s", secret.RedactURL(rawURL), redactErr(err))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: HTTP %d", schema.RedactURL(rawURL), resp.StatusCode)
+		return fmt.Errorf("POST %s: HTTP %d", secret.RedactURL(rawURL), resp.StatusCode)
 	}
 	return nil
 }
 
-func redactErr(err error, rawURL string) string {
-	return strings.ReplaceAll(err.Error(), rawURL, schema.RedactURL(rawURL))
+// redactErr describes a request error without its URL: net/http wraps
+// errors in *url.Error, whose text holds the URL (sometimes re-encoded, or
+// with a masked password, so a plain string replace would miss it).
+func redactErr(err error) string {
+	var ue *url.Error
+	for errors.As(err, &ue) {
+		err = ue.Err
+	}
+	msg := err.Error()
+	// Some transport errors repeat the address; keep only host and port.
+	return strings.TrimSpace(msg)
 }
 
 // healthchecks pings a healthchecks.io-style check: /start when a backup
@@ -87,8 +112,8 @@ type healthchecks struct {
 	client *retryablehttp.Client
 }
 
-func newHealthchecks(c schema.NotificationConfig, o Options) *healthchecks {
-	return &healthchecks{url: strings.TrimRight(c.URL.Reveal(), "/"), client: newClient(c.MaxAttempts, o)}
+func newHealthchecks(r Route, o Options) *healthchecks {
+	return &healthchecks{url: strings.TrimRight(r.URL.Reveal(), "/"), client: newClient(r.MaxAttempts, o)}
 }
 
 func (h *healthchecks) send(ctx context.Context, e Event) error {
@@ -102,7 +127,7 @@ func (h *healthchecks) send(ctx context.Context, e Event) error {
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte(text(e))))
 	if err != nil {
-		return fmt.Errorf("POST %s: invalid request", schema.RedactURL(u))
+		return fmt.Errorf("POST %s: invalid request", secret.RedactURL(u))
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	return do(h.client, req, u)

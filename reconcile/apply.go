@@ -10,22 +10,59 @@ import (
 	"sync"
 	"time"
 
-	"github.com/backupkit/backupkit/exec"
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/fault"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
-// Outcome is what happened to one action.
+// Skip says why an action did not run; the string is a stable code for
+// JSON output, Text the human reason.
+type Skip string
+
+// Skip reasons.
+const (
+	SkipLocked       Skip = "locked"        // another process holds the database's lock
+	SkipTaken        Skip = "taken"         // another process took this backup meanwhile
+	SkipBackupFailed Skip = "backup_failed" // a backup of the database failed in this run
+	SkipNoLock       Skip = "lock_failed"   // the lock could not be taken (database unreachable)
+	SkipRelist       Skip = "relist_failed" // the storage could not be listed again before deleting
+	SkipNotPrunable  Skip = "not_prunable"  // a fresh listing no longer prunes it
+)
+
+// Text is the human reason.
+func (s Skip) Text() string {
+	switch s {
+	case SkipLocked:
+		return "another backupkit process is working on this database"
+	case SkipTaken:
+		return "not due any more: another process just took this backup"
+	case SkipBackupFailed:
+		return "a backup of this database failed in this run"
+	case SkipNoLock:
+		return "the database's lock could not be taken"
+	case SkipRelist:
+		return "the storage could not be listed again before deleting"
+	case SkipNotPrunable:
+		return "no longer prunable by a fresh listing (the backup it relied on was not taken)"
+	}
+	return string(s)
+}
+
+// Outcome is what happened to one action: it succeeded (Err nil, Skip
+// empty), failed (Err set) or was skipped (Skip set).
 type Outcome struct {
 	Action
-	Written  string        `json:"written,omitempty"` // backups: the key written
-	Bytes    int64         `json:"bytes,omitempty"`
-	SHA256   string        `json:"sha256,omitempty"`
-	Duration time.Duration `json:"duration"`
-	Err      error         `json:"-"`
-	Error    string        `json:"error,omitempty"`
-	Skipped  string        `json:"skipped,omitempty"` // why it did not run
+	Written  string // backups: the key written
+	Bytes    int64
+	SHA256   string
+	Duration time.Duration
+	Err      error
+	Skip     Skip
 }
+
+// Failed reports whether the action failed.
+func (o Outcome) Failed() bool { return o.Err != nil }
 
 // Report is the result of applying a plan.
 type Report struct {
@@ -43,10 +80,20 @@ func (r Report) Failed() []Outcome {
 	return out
 }
 
+// EventKind is what an Event reports.
+type EventKind string
+
+// Event kinds.
+const (
+	EventStart  EventKind = "start"
+	EventBackup EventKind = "backup"
+	EventPrune  EventKind = "prune"
+)
+
 // Event is what the runner tells its observer about a database's run;
 // the alerting package turns it into notifications.
 type Event struct {
-	Kind     string // "start", "backup", "prune"
+	Kind     EventKind
 	Database string
 	Success  bool
 	Bytes    int64
@@ -63,16 +110,18 @@ type Observer interface {
 
 // Runner applies plans.
 type Runner struct {
-	Config     *schema.Config
+	Databases  []Database
 	Sinks      map[string]sinks.Sink
 	Log        *slog.Logger
 	Observer   Observer // may be nil
 	Parallel   int
 	RunTimeout time.Duration
-	// Lock takes a PostgreSQL advisory lock per database backup and
-	// re-observes storage once it is held, so several daemons over one
-	// config never take the same backup twice.
-	Lock bool
+	// Locker serialises writers of a database (nil: no locking). Under
+	// the lock, storage is observed again before a backup and before
+	// deleting anything.
+	Locker Locker
+	// Dumper makes the dumps (nil: PipelineDumper).
+	Dumper Dumper
 	// Progress, when set, is told the bytes of a database's backup as
 	// they are written, then -1 when it ends (for a progress display).
 	Progress func(db string) func(n int)
@@ -87,9 +136,19 @@ func (r *Runner) now() time.Time {
 	return time.Now()
 }
 
-// Apply runs a plan: per database, backups first, then — only if every
-// backup of that database succeeded — its prunes, then cleanups. Up to
-// Parallel databases run at once, each bounded by RunTimeout.
+func (r *Runner) database(name string) *Database {
+	for i := range r.Databases {
+		if r.Databases[i].Name == name {
+			return &r.Databases[i]
+		}
+	}
+	return nil
+}
+
+// Apply runs a plan: per database, under its lock, backups first, then
+// its prunes (recomputed from a fresh listing, and only if every backup
+// of that database succeeded), then cleanups. Up to Parallel databases
+// run at once, each bounded by RunTimeout.
 func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 	byDB := map[string][]Action{}
 	var order []string
@@ -114,7 +173,7 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				for _, a := range byDB[db] {
-					results[i] = append(results[i], Outcome{Action: a, Err: ctx.Err(), Error: "cancelled before it started"})
+					results[i] = append(results[i], Outcome{Action: a, Err: fmt.Errorf("cancelled before it started: %w", context.Cause(ctx))})
 				}
 				return
 			}
@@ -127,11 +186,6 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 	for _, res := range results {
 		rep.Outcomes = append(rep.Outcomes, res...)
 	}
-	for i := range rep.Outcomes {
-		if rep.Outcomes[i].Err != nil {
-			rep.Outcomes[i].Error = rep.Outcomes[i].Err.Error()
-		}
-	}
 	return rep
 }
 
@@ -141,7 +195,7 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 		ctx, cancel = context.WithTimeoutCause(ctx, r.RunTimeout, fmt.Errorf("run timeout of %s reached", r.RunTimeout))
 		defer cancel()
 	}
-	db := r.Config.Database(name)
+	db := r.database(name)
 	var backups, prunes, cleanups []Action
 	for _, a := range acts {
 		switch a.Type {
@@ -154,38 +208,31 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 		}
 	}
 	var out []Outcome
-	if r.Lock {
-		// Backups, prunes and cleanups run under the database's advisory
-		// lock, so two writers on one config never act on each other's
-		// half-made state.
-		lock, ok, err := exec.TryLock(ctx, ConnOf(db), db.Name)
+	if r.Locker != nil {
+		// Backups, prunes and cleanups run under the database's lock, so
+		// two writers on one config never act on each other's half-made
+		// state.
+		unlock, ok, err := r.Locker.TryLock(ctx, db)
 		switch {
 		case err != nil:
-			err = fmt.Errorf("advisory lock: %w", err)
-			if len(backups) > 0 {
-				out = append(out, r.failBackups(ctx, db, backups, time.Now(), err)...)
-			}
-			out = append(out, skipAll(prunes, "skipped: cannot take the database's lock to prune safely")...)
-			out = append(out, skipAll(cleanups, "skipped: cannot take the database's lock")...)
-			prunes, backups, cleanups = nil, nil, nil
+			err = fmt.Errorf("database %s unreachable, its lock could not be taken: %w", db.Name, err)
+			out = append(out, r.failBackups(ctx, db, backups, time.Now(), fault.Mark(fault.Transient, err))...)
+			out = append(out, skipAll(prunes, SkipNoLock)...)
+			return append(out, skipAll(cleanups, SkipNoLock)...)
 		case !ok:
 			// Someone else is on it: not a failure, and its run applies
 			// retention itself.
-			out = append(out, skipAll(backups, errAlreadyTaken.Error())...)
-			out = append(out, skipAll(prunes, "skipped: "+errAlreadyTaken.Error())...)
-			out = append(out, skipAll(cleanups, "skipped: "+errAlreadyTaken.Error())...)
-			prunes, backups, cleanups = nil, nil, nil
-		default:
-			defer lock.Release(context.WithoutCancel(ctx))
+			out = append(out, skipAll(backups, SkipLocked)...)
+			out = append(out, skipAll(prunes, SkipLocked)...)
+			return append(out, skipAll(cleanups, SkipLocked)...)
 		}
+		defer unlock()
 	}
 	failed := false
 	if len(backups) > 0 {
 		res := r.backup(ctx, db, backups)
 		for _, o := range res {
-			if o.Err != nil {
-				failed = true
-			}
+			failed = failed || o.Err != nil
 		}
 		out = append(out, res...)
 	}
@@ -194,60 +241,58 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 		o := Outcome{Action: a}
 		if ctx.Err() != nil {
 			o.Err = context.Cause(ctx)
-		} else {
-			o.Err = r.Sinks[a.Storage].Cleanup(ctx, sinks.Leftover{Key: a.Key, UploadID: a.UploadID})
-			if o.Err == nil {
-				r.Log.Info("cleaned up leftover", "database", name, "storage", a.Storage, "key", a.Key)
-			}
+		} else if o.Err = r.Sinks[a.Storage].Cleanup(ctx, sinks.Leftover{Key: a.Key, UploadID: a.UploadID}); o.Err == nil {
+			r.Log.Info("cleaned up leftover", "database", name, "storage", a.Storage, "key", a.Key)
 		}
 		out = append(out, o)
 	}
 	return out
 }
 
-// errAlreadyTaken means another process took this backup meanwhile.
-var errAlreadyTaken = errors.New("another backupkit process is backing up this database")
-
 // backup takes one dump and writes it to every storage of the actions.
-func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action) []Outcome {
+func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outcome {
 	start := time.Now()
 	var skipped []Outcome
-	fail := func(err error) []Outcome { return append(skipped, r.failBackups(ctx, db, acts, start, err)...) }
-	if r.Lock && acts[0].Reason != "forced" {
+	if r.Locker != nil && !acts[0].Forced {
 		// Re-observe under the lock: another process may have just
 		// finished this backup.
 		var done []Action
 		acts, done = r.stillDue(ctx, db, acts)
-		skipped = skipAll(done, "skipped: not due any more (another process just took this backup)")
+		skipped = skipAll(done, SkipTaken)
 		if len(acts) == 0 {
 			return skipped
 		}
 	}
-	r.event(ctx, Event{Kind: "start", Database: db.Name})
-	opts := BackupOptions(db)
-	key := sinks.Key(db.Name, r.now(), opts.Ext())
-	targets := make([]sinks.Target, len(acts))
+	r.event(ctx, Event{Kind: EventStart, Database: db.Name})
+	key := format.Key(db.Name, r.now(), db.Backup.Ext())
+	targets := make([]repo.Target, len(acts))
+	names := make([]string, len(acts))
 	for i, a := range acts {
-		targets[i] = sinks.Target{Sink: r.Sinks[a.Storage], Key: key}
+		targets[i] = repo.Target{Sink: r.Sinks[a.Storage], Key: key}
+		names[i] = a.Storage
 	}
-	r.Log.Info("backup started", "database", db.Name, "storages", storagesOf(acts), "key", key)
+	r.Log.Info("backup started", "database", db.Name, "storages", strings.Join(names, ", "), "key", key)
+	dumper := r.Dumper
+	if dumper == nil {
+		dumper = PipelineDumper{}
+	}
 	var dumped int64
-	results, err := sinks.FanOut(ctx, targets, func(w io.Writer) error {
+	results, err := repo.FanOut(ctx, targets, func(w io.Writer) error {
 		if r.Progress != nil {
 			if p := r.Progress(db.Name); p != nil {
 				defer p(-1)
 				w = progressWriter{w, p}
 			}
 		}
-		n, err := exec.Backup(ctx, opts, w)
+		n, err := dumper.Dump(ctx, db, w)
 		dumped = n
 		return err
 	})
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !strings.Contains(err.Error(), cause.Error()) {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) && !strings.Contains(err.Error(), cause.Error()) {
 			err = fmt.Errorf("%w (%w)", err, cause)
 		}
-		return fail(err)
+		return append(skipped, r.failBackups(ctx, db, acts, start, err)...)
 	}
 	out := make([]Outcome, len(acts))
 	var dest []string
@@ -255,14 +300,13 @@ func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action)
 	var total int64
 	for i, res := range results {
 		out[i] = Outcome{Action: acts[i], Written: key, Bytes: res.Size, SHA256: res.SHA256, Duration: res.Duration, Err: res.Err}
-		if res.Err != nil && res.Size > 0 {
+		if errors.Is(res.Err, repo.ErrNoSidecar) {
 			// Data written, sidecar failed: the backup exists.
 			r.Log.Warn("backup written without checksum sidecar", "database", db.Name, "storage", acts[i].Storage, "err", res.Err)
-			out[i].Err = nil
+			out[i].Err, out[i].SHA256 = nil, ""
 		}
 		if out[i].Err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", acts[i].Storage, res.Err))
-			r.Log.Error("backup copy failed", "database", db.Name, "storage", acts[i].Storage, "err", res.Err)
 			continue
 		}
 		total = res.Size
@@ -270,19 +314,21 @@ func (r *Runner) backup(ctx context.Context, db *schema.Database, acts []Action)
 		r.Log.Info("backup complete", "database", db.Name, "storage", acts[i].Storage, "key", key,
 			"bytes", res.Size, "dump_bytes", dumped, "sha256", res.SHA256, "duration", res.Duration.Round(time.Millisecond))
 	}
-	r.event(ctx, Event{Kind: "backup", Database: db.Name, Success: len(errs) == 0, Bytes: total, Dest: dest,
+	r.event(ctx, Event{Kind: EventBackup, Database: db.Name, Success: len(errs) == 0, Bytes: total, Dest: dest,
 		Duration: time.Since(start), Err: errors.Join(errs...)})
 	return append(skipped, out...)
 }
 
 // failBackups reports every backup action of db as failed with err.
-func (r *Runner) failBackups(ctx context.Context, db *schema.Database, acts []Action, start time.Time, err error) []Outcome {
+func (r *Runner) failBackups(ctx context.Context, db *Database, acts []Action, start time.Time, err error) []Outcome {
+	if len(acts) == 0 {
+		return nil
+	}
 	var out []Outcome
 	for _, a := range acts {
 		out = append(out, Outcome{Action: a, Err: err, Duration: time.Since(start)})
 	}
-	r.Log.Error("backup failed", "database", db.Name, "err", err)
-	r.event(ctx, Event{Kind: "backup", Database: db.Name, Err: err, Duration: time.Since(start)})
+	r.event(ctx, Event{Kind: EventBackup, Database: db.Name, Err: err, Duration: time.Since(start)})
 	return out
 }
 
@@ -292,9 +338,9 @@ func (r *Runner) failBackups(ctx context.Context, db *schema.Database, acts []Ac
 // prune runs only if the fresh computation still prunes it, so a backup
 // that was skipped, failed or cancelled never licenses one, and the newest
 // complete backup at delete time is never deleted.
-func (r *Runner) prune(ctx context.Context, db *schema.Database, prunes []Action, backupFailed bool) []Outcome {
+func (r *Runner) prune(ctx context.Context, db *Database, prunes []Action, backupFailed bool) []Outcome {
 	if backupFailed {
-		return skipAll(prunes, "skipped: a backup of "+db.Name+" failed in this run")
+		return skipAll(prunes, SkipBackupFailed)
 	}
 	var out []Outcome
 	allowed := map[string]map[string]bool{} // storage → prunable keys now
@@ -310,24 +356,20 @@ func (r *Runner) prune(ctx context.Context, db *schema.Database, prunes []Action
 			ok = r.prunableNow(ctx, db, a.Storage)
 			allowed[a.Storage] = ok
 		}
-		if ok == nil {
-			o.Skipped = "skipped: the storage could not be listed again before deleting"
-			out = append(out, o)
-			continue
-		}
-		if !ok[a.Key] {
-			o.Skipped = "skipped: no longer prunable by a fresh listing (the backup it relied on was not taken)"
-			out = append(out, o)
-			continue
-		}
-		start := time.Now()
-		o.Err = sinks.DeleteBackups(ctx, r.Sinks[a.Storage], a.Key)
-		o.Duration = time.Since(start)
-		if o.Err == nil {
-			r.Log.Info("pruned", "database", db.Name, "storage", a.Storage, "key", a.Key, "reason", a.Reason)
-		} else {
-			r.Log.Error("prune failed", "database", db.Name, "storage", a.Storage, "key", a.Key, "err", o.Err)
-			r.event(ctx, Event{Kind: "prune", Database: db.Name, Err: o.Err, Dest: []string{a.Storage + ":" + a.Key}})
+		switch {
+		case ok == nil:
+			o.Skip = SkipRelist
+		case !ok[a.Key]:
+			o.Skip = SkipNotPrunable
+		default:
+			start := time.Now()
+			o.Err = repo.Delete(ctx, r.Sinks[a.Storage], a.Key)
+			o.Duration = time.Since(start)
+			if o.Err == nil {
+				r.Log.Info("pruned", "database", db.Name, "storage", a.Storage, "key", a.Key, "reason", a.Reason)
+			} else {
+				r.event(ctx, Event{Kind: EventPrune, Database: db.Name, Err: o.Err, Dest: []string{a.Storage + ":" + a.Key}})
+			}
 		}
 		out = append(out, o)
 	}
@@ -336,30 +378,30 @@ func (r *Runner) prune(ctx context.Context, db *schema.Database, prunes []Action
 
 // prunableNow lists one storage of db and returns the keys retention
 // prunes given what is there now (nil when the listing failed).
-func (r *Runner) prunableNow(ctx context.Context, db *schema.Database, storage string) map[string]bool {
+func (r *Runner) prunableNow(ctx context.Context, db *Database, storage string) map[string]bool {
 	ob := observeSlot(ctx, r.Sinks[storage], db.Name)
 	if ob.Err != nil {
-		r.Log.Warn("listing before prune failed; nothing pruned", "database", db.Name, "storage", storage, "err", ob.Err)
 		return nil
 	}
 	keys := map[string]bool{}
-	for _, b := range prunable(*db, usable(ob.Backups, r.now()), nil) {
+	for _, b := range prunable(db, repo.Usable(ob.Backups, r.now()), nil) {
 		keys[b.Key] = true
 	}
 	return keys
 }
 
-func skipAll(acts []Action, why string) []Outcome {
+func skipAll(acts []Action, why Skip) []Outcome {
 	var out []Outcome
 	for _, a := range acts {
-		out = append(out, Outcome{Action: a, Skipped: why})
+		out = append(out, Outcome{Action: a, Skip: why})
 	}
 	return out
 }
 
 // stillDue re-lists the storages of acts and splits them into the ones
 // still due and the ones another process has taken meanwhile.
-func (r *Runner) stillDue(ctx context.Context, db *schema.Database, acts []Action) (keep, done []Action) {
+func (r *Runner) stillDue(ctx context.Context, db *Database, acts []Action) (keep, done []Action) {
+	now := r.now()
 	for _, a := range acts {
 		ob := observeSlot(ctx, r.Sinks[a.Storage], db.Name)
 		if ob.Err != nil {
@@ -367,14 +409,10 @@ func (r *Runner) stillDue(ctx context.Context, db *schema.Database, acts []Actio
 			continue
 		}
 		var newest time.Time
-		now := r.now()
-		for _, b := range ob.Backups {
-			if !b.Time.After(now) {
-				newest = b.Time
-				break
-			}
+		if b, ok := repo.Newest(ob.Backups, now); ok {
+			newest = b.Time
 		}
-		if ok, _ := due(db.Backup.Schedule, db.Backup.Location, newest, now); ok {
+		if ok, _ := due(db.Schedule, db.Location, newest, now); ok {
 			keep = append(keep, a)
 		} else {
 			done = append(done, a)
@@ -400,26 +438,8 @@ func (p progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// ConnOf returns the pipeline's connection settings for a database.
-func ConnOf(db *schema.Database) exec.Conn {
-	c := db.Connection
-	return exec.Conn{Host: c.Host, Port: c.Port, Database: c.Database, User: c.User, Password: c.Password.Reveal(), SSLMode: c.SSLMode}
-}
-
-// BackupOptions returns the pipeline options for a database.
-func BackupOptions(db *schema.Database) exec.BackupOptions {
-	o := exec.BackupOptions{Conn: ConnOf(db), Compression: exec.Compression(db.Backup.Compression), Level: db.Backup.CompressionLevel}
-	if db.Backup.Encrypted() {
-		o.Password = db.Backup.Encryption.Password.Reveal()
-	}
-	return o
-}
-
-// Expected returns the layers a backup of db should have by its config.
-func Expected(db *schema.Database) exec.Layers {
-	c := exec.Compression(db.Backup.Compression)
-	if c == "" {
-		c = exec.None
-	}
-	return exec.Layers{Encrypted: db.Backup.Encrypted(), Compression: c, Kind: exec.KindCustom}
+// parseWritten returns the time of the backup an outcome wrote.
+func parseWritten(o Outcome) (time.Time, bool) {
+	n, ok := format.ParseKey(o.Written)
+	return n.Time, ok
 }

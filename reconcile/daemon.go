@@ -5,8 +5,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/backupkit/backupkit/schema"
-	"github.com/backupkit/backupkit/sinks"
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/backupkit/backupkit/repo"
 )
 
 // Status is one database's health after a tick.
@@ -19,10 +20,6 @@ type Status struct {
 	// the database has no schedule.
 	Limit   time.Duration
 	Overdue bool
-	// Failures counts consecutive failed runs; RetryAt is when the
-	// daemon tries again after a failure.
-	Failures int
-	RetryAt  time.Time
 }
 
 // Oldest returns the oldest of the per-storage last successes (zero if
@@ -50,24 +47,28 @@ type Tick struct {
 	Statuses   []Status
 }
 
+// MaxBackoff caps the wait before a failing database is tried again.
+const MaxBackoff = time.Hour
+
 // Daemon runs the reconcile loop.
 type Daemon struct {
 	Runner   *Runner
 	Interval time.Duration
-	// MaxBackoff caps the wait before retrying a failing database
-	// (default 1h). The wait doubles from Interval with each failure.
-	MaxBackoff time.Duration
+	// Jitter spreads retries of failing databases (a fraction of the
+	// wait, default 0.2), so several daemons do not retry in step.
+	// Negative means none.
+	Jitter float64
 	// OnTick is called after every tick (health, metrics, overdue).
 	OnTick func(ctx context.Context, t Tick)
 
-	mu       sync.Mutex
-	started  time.Time
-	failures map[string]int
-	retryAt  map[string]time.Time
+	mu      sync.Mutex
+	started time.Time
+	backoff map[string]*backoff.ExponentialBackOff
+	retryAt map[string]time.Time
 }
 
 // Run ticks until ctx is done. The first tick runs at once.
-func (d *Daemon) Run(ctx context.Context) error {
+func (d *Daemon) Run(ctx context.Context) {
 	if d.Interval <= 0 {
 		d.Interval = time.Minute
 	}
@@ -75,7 +76,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Tick(ctx)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(d.Interval):
 		}
 	}
@@ -83,81 +84,88 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // Tick observes, plans and applies once.
 func (d *Daemon) Tick(ctx context.Context) Tick {
-	d.mu.Lock()
-	if d.failures == nil {
-		d.failures, d.retryAt = map[string]int{}, map[string]time.Time{}
-		d.started = d.Runner.now()
-	}
-	d.mu.Unlock()
 	r := d.Runner
 	now := r.now()
-	obs := Observe(ctx, r.Config, r.Sinks, "")
-	skip := map[string]bool{}
 	d.mu.Lock()
+	if d.backoff == nil {
+		d.backoff, d.retryAt = map[string]*backoff.ExponentialBackOff{}, map[string]time.Time{}
+		d.started = now
+	}
+	skip := map[string]bool{}
 	for db, at := range d.retryAt {
 		if now.Before(at) {
 			skip[db] = true
 		}
 	}
 	d.mu.Unlock()
-	p := MakePlan(r.Config, obs, now, PlanOptions{RunTimeout: r.RunTimeout, Skip: skip})
-	for _, w := range p.Warnings {
-		r.Log.Warn(w)
-	}
+	obs := Observe(ctx, r.Databases, r.Sinks, "")
+	p := MakePlan(r.Databases, obs, now, PlanOptions{RunTimeout: r.RunTimeout, Skip: skip})
 	var rep Report
 	if !p.Empty() && ctx.Err() == nil {
 		rep = r.Apply(ctx, p)
 	}
 	t := Tick{Time: now, Plan: p, Report: rep, Unobserved: p.Unobserved}
-	t.Statuses = d.statuses(r.Config, obs, rep, r.now())
+	t.Statuses = d.statuses(obs, rep, r.now())
 	if d.OnTick != nil {
 		d.OnTick(ctx, t)
 	}
 	return t
 }
 
-func (d *Daemon) statuses(cfg *schema.Config, obs Observation, rep Report, now time.Time) []Status {
-	maxBackoff := d.MaxBackoff
-	if maxBackoff <= 0 {
-		maxBackoff = time.Hour
+// policy is the one backoff policy: doubling from the interval, with
+// jitter, at most MaxBackoff.
+func (d *Daemon) policy() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = d.Interval
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.2
+	if d.Jitter != 0 {
+		b.RandomizationFactor = max(d.Jitter, 0)
 	}
+	b.MaxInterval = MaxBackoff
+	b.MaxElapsedTime = 0 // never give up
+	b.Reset()
+	return b
+}
+
+func (d *Daemon) statuses(obs Observation, rep Report, now time.Time) []Status {
 	ran := map[string]bool{}
 	failed := map[string]bool{}
 	succeeded := map[Slot]time.Time{}
 	for _, o := range rep.Outcomes {
-		if o.Type != ActBackup || o.Skipped != "" {
+		if o.Type != ActBackup || o.Skip != "" {
 			continue
 		}
 		ran[o.Database] = true
 		if o.Err != nil {
 			failed[o.Database] = true
-		} else if _, t, ok := sinks.ParseKey(o.Written); ok {
-			succeeded[Slot{o.Database, o.Storage}] = t
+		} else if b, ok := parseWritten(o); ok {
+			succeeded[Slot{o.Database, o.Storage}] = b
 		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []Status
-	for i := range cfg.Databases {
-		db := &cfg.Databases[i]
+	for i := range d.Runner.Databases {
+		db := &d.Runner.Databases[i]
 		if failed[db.Name] {
-			d.failures[db.Name]++
-			wait := d.Interval << min(d.failures[db.Name]-1, 20)
-			d.retryAt[db.Name] = now.Add(min(wait, maxBackoff))
+			b := d.backoff[db.Name]
+			if b == nil {
+				b = d.policy()
+				d.backoff[db.Name] = b
+			}
+			d.retryAt[db.Name] = now.Add(b.NextBackOff())
 		} else if ran[db.Name] {
-			delete(d.failures, db.Name)
+			delete(d.backoff, db.Name)
 			delete(d.retryAt, db.Name)
 		}
-		s := Status{Database: db.Name, LastSuccess: map[string]time.Time{}, Failures: d.failures[db.Name], RetryAt: d.retryAt[db.Name]}
-		for _, st := range db.Backup.Storage {
+		s := Status{Database: db.Name, LastSuccess: map[string]time.Time{}}
+		for _, st := range db.Storages {
 			slot := Slot{db.Name, st}
 			var last time.Time
 			if o := obs[slot]; o != nil && o.Err == nil {
-				for _, b := range o.Backups {
-					if !b.Time.After(now) {
-						last = b.Time
-						break
-					}
+				if b, ok := repo.Newest(o.Backups, now); ok {
+					last = b.Time
 				}
 			}
 			if t, ok := succeeded[slot]; ok && t.After(last) {
@@ -181,11 +189,11 @@ func (d *Daemon) statuses(cfg *schema.Config, obs Observation, rep Report, now t
 
 // AlertLimit is how long a database may go without a successful backup
 // before it is overdue: alert_after, or twice the schedule interval.
-func AlertLimit(db *schema.Database, now time.Time) time.Duration {
-	if db.Backup.AlertAfter > 0 {
-		return db.Backup.AlertAfter
+func AlertLimit(db *Database, now time.Time) time.Duration {
+	if db.AlertAfter > 0 {
+		return db.AlertAfter
 	}
-	if iv, ok := Interval(db.Backup.Schedule, db.Backup.Location, now); ok {
+	if iv, ok := Interval(db.Schedule, db.Location, now); ok {
 		return 2 * iv
 	}
 	return 0

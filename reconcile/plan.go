@@ -3,11 +3,10 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -23,28 +22,30 @@ const (
 
 // Action is one step of a plan.
 type Action struct {
-	Type     ActionType `json:"type"`
-	Database string     `json:"database"`
-	Storage  string     `json:"storage"`
-	Key      string     `json:"key,omitempty"`
-	Reason   string     `json:"reason"`
-	UploadID string     `json:"upload_id,omitempty"`
+	Type     ActionType
+	Database string
+	Storage  string
+	Key      string // prunes and cleanups
+	Reason   string // for people
+	UploadID string // S3 cleanups
+	// Forced marks a backup taken on demand (backup, apply --force),
+	// not because a slot was due.
+	Forced bool
 	// Conditional marks a prune that only the planned backup of its
 	// database and storage licenses: apply runs it after that backup
 	// succeeds, and drops it otherwise.
-	Conditional bool `json:"conditional,omitempty"`
+	Conditional bool
 }
 
 // Plan is what apply will do: plain data, made by MakePlan and rendered
 // by `plan` as text or JSON.
 type Plan struct {
-	Version  int       `json:"version"`
-	Now      time.Time `json:"now"`
-	Actions  []Action  `json:"actions"`
-	Warnings []string  `json:"warnings,omitempty"`
+	Now      time.Time
+	Actions  []Action
+	Warnings []string
 	// Unobserved lists "database/storage" pairs whose listing failed:
 	// nothing is planned for them.
-	Unobserved []string `json:"unobserved,omitempty"`
+	Unobserved []string
 }
 
 // Empty reports whether the plan changes nothing.
@@ -61,6 +62,11 @@ func (p Plan) Count(t ActionType) int {
 	return n
 }
 
+// Summary is the one-line count: "2 to back up, 3 to prune, 0 to clean up".
+func (p Plan) Summary() string {
+	return fmt.Sprintf("%d to back up, %d to prune, %d to clean up", p.Count(ActBackup), p.Count(ActPrune), p.Count(ActCleanup))
+}
+
 // Slot is one (database, storage) pair.
 type Slot struct{ Database, Storage string }
 
@@ -68,7 +74,7 @@ func (s Slot) String() string { return s.Database + "/" + s.Storage }
 
 // Observed is what one storage holds for one database.
 type Observed struct {
-	Backups   []sinks.Backup // newest first
+	Backups   []repo.Backup // newest first
 	Leftovers []sinks.Leftover
 	Err       error // listing failed: the slot is unobserved
 }
@@ -78,17 +84,16 @@ type Observation map[Slot]*Observed
 
 // Observe lists every storage each selected database writes to, at most
 // a few at once. A failed listing marks that slot unobserved.
-func Observe(ctx context.Context, cfg *schema.Config, stores map[string]sinks.Sink, only string) Observation {
+func Observe(ctx context.Context, dbs []Database, stores map[string]sinks.Sink, only string) Observation {
 	obs := Observation{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
-	for _, db := range cfg.Databases {
+	for _, db := range dbs {
 		if only != "" && db.Name != only {
 			continue
 		}
-		for _, st := range db.Backup.Storage {
-			slot := Slot{db.Name, st}
+		for _, st := range db.Storages {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -96,7 +101,7 @@ func Observe(ctx context.Context, cfg *schema.Config, stores map[string]sinks.Si
 				defer func() { <-sem }()
 				o := observeSlot(ctx, stores[st], db.Name)
 				mu.Lock()
-				obs[slot] = o
+				obs[Slot{db.Name, st}] = o
 				mu.Unlock()
 			}()
 		}
@@ -109,23 +114,11 @@ func observeSlot(ctx context.Context, s sinks.Sink, db string) *Observed {
 	if s == nil {
 		return &Observed{Err: fmt.Errorf("storage is not configured")}
 	}
-	b, lo, err := sinks.Observe(ctx, s, db)
+	b, lo, err := repo.Observe(ctx, s, db)
 	if err != nil {
 		return &Observed{Err: err}
 	}
 	return &Observed{Backups: b, Leftovers: lo}
-}
-
-// usable returns the backups that count at now (not dated in the future:
-// clock skew), newest first.
-func usable(bs []sinks.Backup, now time.Time) []sinks.Backup {
-	out := make([]sinks.Backup, 0, len(bs))
-	for _, b := range bs {
-		if !b.Time.After(now) {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // PlanOptions narrow or force a plan.
@@ -137,19 +130,24 @@ type PlanOptions struct {
 	Skip map[string]bool
 }
 
-// MakePlan is the pure planning function of (config, observation, now).
-func MakePlan(cfg *schema.Config, obs Observation, now time.Time, o PlanOptions) Plan {
-	p := Plan{Version: 1, Now: now.UTC(), Actions: []Action{}}
+// DefaultCleanupAge is how old a leftover must be before it is cleaned
+// up when no run timeout bounds the writer that left it.
+const DefaultCleanupAge = 6 * time.Hour
+
+// MakePlan is the pure planning function of (databases, observation, now).
+func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Plan {
+	p := Plan{Now: now.UTC(), Actions: []Action{}}
 	cleanupAge := o.RunTimeout
 	if cleanupAge <= 0 {
-		cleanupAge = 6 * time.Hour
+		cleanupAge = DefaultCleanupAge
 	}
-	for _, db := range cfg.Databases {
+	for i := range dbs {
+		db := &dbs[i]
 		if o.Database != "" && db.Name != o.Database {
 			continue
 		}
 		var backups, prunes, cleanups []Action
-		for _, st := range db.Backup.Storage {
+		for _, st := range db.Storages {
 			slot := Slot{db.Name, st}
 			ob := obs[slot]
 			if ob == nil || ob.Err != nil {
@@ -158,24 +156,22 @@ func MakePlan(cfg *schema.Config, obs Observation, now time.Time, o PlanOptions)
 					msg = ob.Err.Error()
 				}
 				p.Unobserved = append(p.Unobserved, slot.String())
-				p.Warnings = append(p.Warnings, fmt.Sprintf("%s: storage not observed, nothing planned: %s", slot, msg))
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%s: storage not observed, nothing can be decided for it: %s", slot, msg))
 				continue
 			}
 			// Backups from the future (clock skew) are never pruned and
 			// do not count for the schedule.
-			var current []sinks.Backup
+			current := repo.Usable(ob.Backups, now)
 			for _, b := range ob.Backups {
 				if b.Time.After(now) {
 					p.Warnings = append(p.Warnings, fmt.Sprintf("%s: backup %s is dated in the future (clock skew?); it is kept", slot, b.Key))
-					continue
 				}
-				current = append(current, b)
 			}
 			var newest time.Time
 			if len(current) > 0 {
 				newest = current[0].Time
 			}
-			isDue, reason := due(db.Backup.Schedule, db.Backup.Location, newest, now)
+			isDue, reason := due(db.Schedule, db.Location, newest, now)
 			if o.Force {
 				isDue, reason = true, "forced"
 			}
@@ -183,7 +179,7 @@ func MakePlan(cfg *schema.Config, obs Observation, now time.Time, o PlanOptions)
 				isDue = false
 			}
 			if isDue {
-				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason})
+				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason, Forced: o.Force})
 			}
 			prunes = append(prunes, planPrunes(db, st, current, isDue, now)...)
 			for _, lo := range ob.Leftovers {
@@ -205,24 +201,22 @@ func MakePlan(cfg *schema.Config, obs Observation, now time.Time, o PlanOptions)
 // for no further prunes; the prunes only that backup licenses are marked
 // conditional. Apply recomputes every prune from a fresh listing under the
 // database's lock, so a backup that was not taken never licenses one.
-func planPrunes(db schema.Database, st string, current []sinks.Backup, withNew bool, now time.Time) []Action {
+func planPrunes(db *Database, st string, current []repo.Backup, withNew bool, now time.Time) []Action {
 	if db.Retention == nil || len(current) == 0 {
 		return nil
 	}
 	reason := "not kept by " + policy(db.Retention)
-	without := prunable(db, current, nil)
-	if !withNew {
-		var out []Action
-		for _, b := range without {
+	anyway := map[string]bool{}
+	var out []Action
+	for _, b := range prunable(db, current, nil) {
+		anyway[b.Key] = true
+		if !withNew {
 			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason})
 		}
+	}
+	if !withNew {
 		return out
 	}
-	anyway := map[string]bool{}
-	for _, b := range without {
-		anyway[b.Key] = true
-	}
-	var out []Action
 	for _, b := range prunable(db, current, &now) {
 		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason}
 		if !anyway[b.Key] {
@@ -234,11 +228,11 @@ func planPrunes(db schema.Database, st string, current []sinks.Backup, withNew b
 	return out
 }
 
-// prunable returns the backups of current (complete, not future-dated,
-// newest first) that retention does not keep. With planned set, a backup
-// at that time counts as the newest; without it, current[0] is the newest
-// complete backup and is never prunable.
-func prunable(db schema.Database, current []sinks.Backup, planned *time.Time) []sinks.Backup {
+// prunable returns the backups of current (usable, newest first) that
+// retention does not keep. With planned set, a backup at that time counts
+// as the newest; without it, current[0] is the newest complete backup and
+// is never prunable.
+func prunable(db *Database, current []repo.Backup, planned *time.Time) []repo.Backup {
 	times := make([]time.Time, 0, len(current)+1)
 	if planned != nil {
 		times = append(times, *planned)
@@ -246,11 +240,11 @@ func prunable(db schema.Database, current []sinks.Backup, planned *time.Time) []
 	for _, b := range current {
 		times = append(times, b.Time)
 	}
-	kept := Retain(times, db.Retention, db.Backup.Location)
+	kept := Retain(times, db.Retention, db.Location)
 	if planned != nil {
 		kept = kept[1:]
 	}
-	var out []sinks.Backup
+	var out []repo.Backup
 	for i, b := range current {
 		if len(kept[i]) > 0 || (i == 0 && planned == nil) {
 			continue // kept by a rule, or the newest complete backup
@@ -261,34 +255,25 @@ func prunable(db schema.Database, current []sinks.Backup, planned *time.Time) []
 }
 
 // KeptBy returns, for each backup of a slot (newest first), the rules
-// that keep it, for `list`.
-func KeptBy(db schema.Database, backups []sinks.Backup, now time.Time) [][]string {
-	times := make([]time.Time, len(backups))
-	for i, b := range backups {
-		times[i] = b.Time
-	}
-	kept := Retain(times, db.Retention, db.Backup.Location)
+// that keep it, for `list`: retention over the usable backups, "newest"
+// for the newest usable one no rule keeps, "future" for future-dated ones.
+func KeptBy(db *Database, backups []repo.Backup, now time.Time) [][]string {
+	kept := make([][]string, len(backups))
+	var times []time.Time
+	var idx []int
 	for i, b := range backups {
 		if b.Time.After(now) {
-			kept[i] = append(kept[i], "future")
+			kept[i] = []string{"future"}
+			continue
 		}
+		times = append(times, b.Time)
+		idx = append(idx, i)
 	}
-	if len(kept) > 0 && len(kept[0]) == 0 {
-		kept[0] = []string{"newest"}
+	for j, rules := range Retain(times, db.Retention, db.Location) {
+		kept[idx[j]] = rules
+	}
+	if len(idx) > 0 && len(kept[idx[0]]) == 0 {
+		kept[idx[0]] = []string{"newest"}
 	}
 	return kept
-}
-
-// Summary is the one-line count: "2 to back up, 3 to prune, 0 to clean up".
-func (p Plan) Summary() string {
-	return fmt.Sprintf("%d to back up, %d to prune, %d to clean up", p.Count(ActBackup), p.Count(ActPrune), p.Count(ActCleanup))
-}
-
-// storagesOf lists the storages of a database's backup actions.
-func storagesOf(acts []Action) string {
-	var s []string
-	for _, a := range acts {
-		s = append(s, a.Storage)
-	}
-	return strings.Join(s, ", ")
 }

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -69,22 +70,20 @@ func TestDue(t *testing.T) {
 	}
 }
 
-// cfgWith is a one-database config writing to "local".
-func cfgWith(schedule string, r *schema.Retention, loc *time.Location) *schema.Config {
+// cfgWith is one database writing to "local".
+func cfgWith(schedule string, r *Retention, loc *time.Location) []Database {
 	if loc == nil {
 		loc = time.UTC
 	}
-	return &schema.Config{Version: 1,
-		Storage: []schema.Storage{{Name: "local", Type: "local", Local: &schema.Local{Path: "/x"}}},
-		Databases: []schema.Database{{Name: "app", Type: "postgres",
-			Backup:    schema.Backup{Schedule: schedule, Storage: schema.StorageNames{"local"}, Timezone: loc.String(), Location: loc},
-			Retention: r}}}
+	return []Database{{Name: "app", Storages: []string{"local"}, Schedule: schedule, Location: loc, Retention: r}}
 }
+
+func keyAt(t time.Time) string { return format.Key("app", t, format.Ext{Compression: format.None}) }
 
 func history(times ...time.Time) *Observed {
 	o := &Observed{}
 	for _, t := range times {
-		o.Backups = append(o.Backups, sinks.Backup{Database: "app", Key: sinks.Key("app", t, ".dump"), Time: t})
+		o.Backups = append(o.Backups, repo.Backup{Name: format.Name{Database: "app", Time: t}, Key: keyAt(t)})
 	}
 	sort.Slice(o.Backups, func(i, j int) bool { return o.Backups[i].Time.After(o.Backups[j].Time) })
 	return o
@@ -108,7 +107,7 @@ func TestCatchUpAfterLongGapIsOneBackup(t *testing.T) {
 }
 
 func TestUnobservedStoragePlansNothing(t *testing.T) {
-	r := &schema.Retention{KeepLast: 1}
+	r := &Retention{KeepLast: 1}
 	cfg := cfgWith("0 * * * *", r, nil)
 	obs := Observation{{"app", "local"}: {Err: fmt.Errorf("permission denied")}}
 	p := MakePlan(cfg, obs, ts("2026-11-25T12:00:00Z"), PlanOptions{Force: true})
@@ -118,12 +117,12 @@ func TestUnobservedStoragePlansNothing(t *testing.T) {
 }
 
 func TestFutureBackupNeverPruned(t *testing.T) {
-	cfg := cfgWith("0 * * * *", &schema.Retention{KeepLast: 1}, nil)
+	cfg := cfgWith("0 * * * *", &Retention{KeepLast: 1}, nil)
 	now := ts("2026-11-25T12:00:00Z")
 	obs := Observation{{"app", "local"}: history(now.Add(-3*time.Hour), now.Add(-2*time.Hour), now.Add(48*time.Hour))}
 	p := MakePlan(cfg, obs, now, PlanOptions{})
 	for _, a := range p.Actions {
-		if a.Type == ActPrune && a.Key == sinks.Key("app", now.Add(48*time.Hour), ".dump") {
+		if a.Type == ActPrune && a.Key == keyAt(now.Add(48*time.Hour)) {
 			t.Fatal("future backup planned for pruning")
 		}
 	}
@@ -146,7 +145,7 @@ func TestLeftoversCleanedWhenOld(t *testing.T) {
 // The v0 example (keep_daily 7, weekly 4, monthly 3) over a year of daily
 // 02:00 backups keeps exactly this set.
 func TestRetentionV0ExampleOverAYear(t *testing.T) {
-	r := &schema.Retention{KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 3}
+	r := &Retention{KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 3}
 	var times []time.Time
 	for d := ts("2026-12-31T02:00:00Z"); !d.Before(ts("2026-01-01T02:00:00Z")); d = d.AddDate(0, 0, -1) {
 		times = append(times, d)
@@ -170,24 +169,24 @@ func TestRetentionV0ExampleOverAYear(t *testing.T) {
 
 func TestRetentionKeepLastAndTimezone(t *testing.T) {
 	times := []time.Time{ts("2026-11-25T10:00:00Z"), ts("2026-11-25T09:00:00Z"), ts("2026-11-25T08:00:00Z"), ts("2026-11-24T23:30:00Z")}
-	kept := Retain(times, &schema.Retention{KeepLast: 2}, time.UTC)
+	kept := Retain(times, &Retention{KeepLast: 2}, time.UTC)
 	if len(kept[0]) == 0 || len(kept[1]) == 0 || len(kept[2]) != 0 || len(kept[3]) != 0 {
 		t.Fatalf("keep_last=2: %v", kept)
 	}
 	// 23:30 UTC on the 24th is the 25th in Tokyo: one day bucket.
 	tokyo, _ := time.LoadLocation("Asia/Tokyo")
-	kept = Retain(times, &schema.Retention{KeepDaily: 2}, tokyo)
+	kept = Retain(times, &Retention{KeepDaily: 2}, tokyo)
 	if len(kept[0]) == 0 || len(kept[3]) != 0 {
 		t.Fatalf("keep_daily=2 in Tokyo: %v", kept)
 	}
-	kept = Retain(times, &schema.Retention{KeepDaily: 2}, time.UTC)
+	kept = Retain(times, &Retention{KeepDaily: 2}, time.UTC)
 	if len(kept[3]) == 0 {
 		t.Fatalf("keep_daily=2 in UTC: %v", kept)
 	}
 }
 
 func TestPruneReasonNamesRules(t *testing.T) {
-	cfg := cfgWith("", &schema.Retention{KeepDaily: 1, KeepWeekly: 2}, nil)
+	cfg := cfgWith("", &Retention{KeepDaily: 1, KeepWeekly: 2}, nil)
 	now := ts("2026-11-25T12:00:00Z")
 	obs := Observation{{"app", "local"}: history(now.Add(-time.Hour), now.Add(-2*time.Hour))}
 	p := MakePlan(cfg, obs, now, PlanOptions{})
@@ -200,14 +199,14 @@ func TestPruneReasonNamesRules(t *testing.T) {
 func apply(obs Observation, p Plan) Observation {
 	out := Observation{}
 	for s, o := range obs {
-		c := &Observed{Backups: append([]sinks.Backup(nil), o.Backups...)}
+		c := &Observed{Backups: append([]repo.Backup(nil), o.Backups...)}
 		out[s] = c
 	}
 	for _, a := range p.Actions {
 		o := out[Slot{a.Database, a.Storage}]
 		switch a.Type {
 		case ActBackup:
-			o.Backups = append([]sinks.Backup{{Database: a.Database, Key: sinks.Key(a.Database, p.Now, ".dump"), Time: p.Now}}, o.Backups...)
+			o.Backups = append([]repo.Backup{{Name: format.Name{Database: a.Database, Time: p.Now}, Key: keyAt(p.Now)}}, o.Backups...)
 		case ActPrune:
 			for i, b := range o.Backups {
 				if b.Key == a.Key {
@@ -220,8 +219,8 @@ func apply(obs Observation, p Plan) Observation {
 	return out
 }
 
-func randomPolicy(rng *rand.Rand) *schema.Retention {
-	return &schema.Retention{KeepLast: rng.Intn(4), KeepHourly: rng.Intn(5), KeepDaily: rng.Intn(8),
+func randomPolicy(rng *rand.Rand) *Retention {
+	return &Retention{KeepLast: rng.Intn(4), KeepHourly: rng.Intn(5), KeepDaily: rng.Intn(8),
 		KeepWeekly: rng.Intn(5), KeepMonthly: rng.Intn(4), KeepYearly: rng.Intn(3)}
 }
 
@@ -234,23 +233,132 @@ func randomHistory(rng *rand.Rand, now time.Time) *Observed {
 	return history(times...)
 }
 
+// oracleKept is an independent statement of the retention rules (restic
+// semantics), written differently from Retain on purpose: for each rule
+// with count n, walk the backups newest first and keep the first one seen
+// in each of the first n distinct periods, periods being formatted
+// strings rather than integer buckets.
+func oracleKept(times []time.Time, r *Retention, loc *time.Location) map[int]bool {
+	kept := map[int]bool{}
+	if r == nil {
+		for i := range times {
+			kept[i] = true
+		}
+		return kept
+	}
+	for i := 0; i < r.KeepLast && i < len(times); i++ {
+		kept[i] = true
+	}
+	rules := []struct {
+		n      int
+		period func(time.Time) string
+	}{
+		{r.KeepHourly, func(t time.Time) string { return t.Format("2006-01-02 15h") }},
+		{r.KeepDaily, func(t time.Time) string { return t.Format("2006-01-02") }},
+		{r.KeepWeekly, func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%04d-W%02d", y, w) }},
+		{r.KeepMonthly, func(t time.Time) string { return t.Format("2006-01") }},
+		{r.KeepYearly, func(t time.Time) string { return t.Format("2006") }},
+	}
+	for _, ru := range rules {
+		seen := map[string]bool{}
+		for i, t := range times {
+			p := ru.period(t.In(loc))
+			if seen[p] {
+				continue
+			}
+			if len(seen) == ru.n {
+				break
+			}
+			seen[p] = true
+			kept[i] = true
+		}
+	}
+	return kept
+}
+
+// oraclePrunes is what retention must prune from a slot's usable backups
+// (newest first): everything the oracle does not keep, except the newest
+// complete backup; with a planned backup at now, that one is the newest.
+func oraclePrunes(bs []repo.Backup, r *Retention, loc *time.Location, planned *time.Time) []string {
+	if r == nil {
+		return nil
+	}
+	var times []time.Time
+	if planned != nil {
+		times = append(times, *planned)
+	}
+	for _, b := range bs {
+		times = append(times, b.Time)
+	}
+	kept := oracleKept(times, r, loc)
+	off := len(times) - len(bs)
+	var out []string
+	for i, b := range bs {
+		if kept[i+off] || (i == 0 && planned == nil) {
+			continue
+		}
+		out = append(out, b.Key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func prunesOf(p Plan) []string {
+	var out []string
+	for _, a := range p.Actions {
+		if a.Type == ActPrune {
+			out = append(out, a.Key)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func TestRetentionProperties(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	now := ts("2026-11-25T12:00:00Z")
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
 	schedules := []string{"", "0 * * * *", "0 2 * * *"}
 	for i := 0; i < 2000; i++ {
 		r := randomPolicy(rng)
-		cfg := cfgWith(schedules[rng.Intn(3)], r, nil)
-		obs := Observation{{"app", "local"}: randomHistory(rng, now)}
+		loc := []*time.Location{time.UTC, tokyo}[rng.Intn(2)]
+		cfg := cfgWith(schedules[rng.Intn(3)], r, loc)
+		hist := randomHistory(rng, now)
+		if rng.Intn(4) == 0 {
+			// Clock skew: a backup from the future never counts.
+			hist = history(append(timesOf(hist), now.Add(time.Duration(1+rng.Intn(72))*time.Hour))...)
+		}
+		obs := Observation{{"app", "local"}: hist}
 		p := MakePlan(cfg, obs, now, PlanOptions{})
-		newest := obs[Slot{"app", "local"}].Backups[0].Key
-		after := apply(obs, p)
-		left := after[Slot{"app", "local"}].Backups
-		// The newest complete backup always survives.
-		if len(left) == 0 || (p.Count(ActBackup) == 0 && left[0].Key != newest) {
-			t.Fatalf("case %d: newest backup pruned (policy %+v)", i, r)
+		usable := repo.Usable(hist.Backups, now)
+		// Exactly the oracle's prunes, no more and no fewer.
+		var planned *time.Time
+		if p.Count(ActBackup) > 0 {
+			planned = &now
+		}
+		if got, want := prunesOf(p), oraclePrunes(usable, r, loc, planned); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("case %d (policy %+v, %s, backup planned %v): pruned %v, oracle says %v", i, r, loc, planned != nil, got, want)
+		}
+		// Conditional prunes are exactly those only the planned backup licenses.
+		anyway := map[string]bool{}
+		for _, k := range oraclePrunes(usable, r, loc, nil) {
+			anyway[k] = true
+		}
+		for _, a := range p.Actions {
+			if a.Type == ActPrune && a.Conditional == anyway[a.Key] {
+				t.Fatalf("case %d: prune %s conditional=%v, but without the backup it is prunable=%v", i, a.Key, a.Conditional, anyway[a.Key])
+			}
+		}
+		// A future-dated backup is never pruned.
+		for _, a := range p.Actions {
+			for _, b := range hist.Backups {
+				if a.Type == ActPrune && a.Key == b.Key && b.Time.After(now) {
+					t.Fatalf("case %d: future-dated %s pruned", i, b.Key)
+				}
+			}
 		}
 		// A second plan after applying the first prunes nothing.
+		after := apply(obs, p)
 		if p2 := MakePlan(cfg, after, now, PlanOptions{}); p2.Count(ActPrune) != 0 || p2.Count(ActBackup) != 0 {
 			t.Fatalf("case %d: second plan not empty: %+v (policy %+v)", i, p2.Actions, r)
 		}
@@ -270,24 +378,29 @@ func TestRetentionProperties(t *testing.T) {
 		case 5:
 			more.KeepYearly++
 		}
-		cfg2 := cfgWith(cfg.Databases[0].Backup.Schedule, &more, nil)
-		p3 := MakePlan(cfg2, obs, now, PlanOptions{})
+		p3 := MakePlan(cfgWith(cfg[0].Schedule, &more, loc), obs, now, PlanOptions{})
 		pruned := map[string]bool{}
-		for _, a := range p.Actions {
-			if a.Type == ActPrune {
-				pruned[a.Key] = true
-			}
+		for _, k := range prunesOf(p) {
+			pruned[k] = true
 		}
-		for _, a := range p3.Actions {
-			if a.Type == ActPrune && !pruned[a.Key] {
-				t.Fatalf("case %d: adding a rule (%+v → %+v) pruned %s in addition", i, r, more, a.Key)
+		for _, k := range prunesOf(p3) {
+			if !pruned[k] {
+				t.Fatalf("case %d: adding a rule (%+v → %+v) pruned %s in addition", i, r, more, k)
 			}
 		}
 	}
 }
 
+func timesOf(o *Observed) []time.Time {
+	var out []time.Time
+	for _, b := range o.Backups {
+		out = append(out, b.Time)
+	}
+	return out
+}
+
 func TestPlanAt100kBackups(t *testing.T) {
-	cfg := cfgWith("0 * * * *", &schema.Retention{KeepDaily: 7, KeepWeekly: 4}, nil)
+	cfg := cfgWith("0 * * * *", &Retention{KeepDaily: 7, KeepWeekly: 4}, nil)
 	now := ts("2026-11-25T12:00:00Z")
 	var times []time.Time
 	for i := 0; i < 100000; i++ {
@@ -295,7 +408,12 @@ func TestPlanAt100kBackups(t *testing.T) {
 	}
 	obs := Observation{{"app", "local"}: history(times...)}
 	p := MakePlan(cfg, obs, now, PlanOptions{})
-	if p.Count(ActPrune) != 100000-11+1 && p.Count(ActPrune) < 99980 {
-		t.Fatalf("%d prunes", p.Count(ActPrune))
+	// 7 daily (Nov 25 … Nov 19) and 4 weekly, of which 2 are daily ones:
+	// 9 kept, 99,991 pruned, and the newest is one of the kept.
+	if p.Count(ActPrune) != 99991 || p.Count(ActBackup) != 0 {
+		t.Fatalf("%d prunes and %d backups, want 99991 and 0", p.Count(ActPrune), p.Count(ActBackup))
+	}
+	if got, want := prunesOf(p), oraclePrunes(obs[Slot{"app", "local"}].Backups, cfg[0].Retention, time.UTC, nil); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatal("the prunes differ from the oracle's")
 	}
 }

@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/pg"
 	"github.com/backupkit/backupkit/reconcile"
-	"github.com/backupkit/backupkit/schema"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -32,15 +35,14 @@ func (f flakyList) Scan(ctx context.Context, prefix string) ([]sinks.Object, []s
 	return nil, nil, errors.New("listing failed: connection reset")
 }
 
-func config(root string, dbs []string, pg testenv.PG, db string, schedule string, r *schema.Retention) *schema.Config {
-	cfg := &schema.Config{Version: 1, Storage: []schema.Storage{{Name: "local", Type: "local", Local: &schema.Local{Path: root}}}}
+func config(dbs []string, p testenv.PG, db string, schedule string, r *reconcile.Retention) []reconcile.Database {
+	var out []reconcile.Database
 	for _, name := range dbs {
-		cfg.Databases = append(cfg.Databases, schema.Database{Name: name, Type: "postgres",
-			Connection: schema.Connection{Host: pg.Host, Port: pg.Port, User: pg.User, Database: db},
-			Backup:     schema.Backup{Schedule: schedule, Storage: schema.StorageNames{"local"}, Compression: "gzip", Timezone: "UTC", Location: time.UTC},
-			Retention:  r})
+		conn := pg.Conn{Host: p.Host, Port: p.Port, User: p.User, Database: db}
+		out = append(out, reconcile.Database{Name: name, Storages: []string{"local"}, Schedule: schedule, Location: time.UTC,
+			Retention: r, Conn: conn, Backup: exec.BackupOptions{Dump: exec.DumpOptions{Conn: conn}, Compression: format.Gzip}})
 	}
-	return cfg
+	return out
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -54,7 +56,7 @@ func TestNoPruneWhenListingFails(t *testing.T) {
 		os.WriteFile(p, []byte(d), 0o600)
 		files = append(files, p)
 	}
-	cfg := config(root, []string{"app"}, testenv.PG{}, "x", "", &schema.Retention{KeepLast: 1})
+	cfg := config([]string{"app"}, testenv.PG{}, "x", "", &reconcile.Retention{KeepLast: 1})
 	good := map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}
 	bad := map[string]sinks.Sink{"local": flakyList{sinks.NewLocal("local", root)}}
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
@@ -68,7 +70,7 @@ func TestNoPruneWhenListingFails(t *testing.T) {
 	if !p.Empty() || len(p.Unobserved) != 1 {
 		t.Fatalf("plan with a failed listing: %+v", p)
 	}
-	r := &reconcile.Runner{Config: cfg, Sinks: bad, Log: quiet()}
+	r := &reconcile.Runner{Databases: cfg, Sinks: bad, Log: quiet()}
 	r.Apply(context.Background(), p)
 	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
@@ -89,7 +91,7 @@ type counter struct {
 }
 
 func (c *counter) Event(_ context.Context, e reconcile.Event) {
-	if e.Kind == "backup" && e.Success {
+	if e.Kind == reconcile.EventBackup && e.Success {
 		c.mu.Lock()
 		c.n[e.Database]++
 		c.mu.Unlock()
@@ -105,11 +107,11 @@ func Test20DatabasesParallel4HundredTicks(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		names = append(names, fmt.Sprintf("db%02d", i))
 	}
-	cfg := config(root, names, pg, db, "*/10 * * * *", &schema.Retention{KeepLast: 3})
+	cfg := config(names, pg, db, "*/10 * * * *", &reconcile.Retention{KeepLast: 3})
 	stores := map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}
 	clock := time.Date(2026, 11, 25, 0, 0, 30, 0, time.UTC)
 	cnt := &counter{n: map[string]int{}}
-	r := &reconcile.Runner{Config: cfg, Sinks: stores, Log: quiet(), Parallel: 4, Lock: true, Observer: cnt,
+	r := &reconcile.Runner{Databases: cfg, Sinks: stores, Log: quiet(), Parallel: 4, Locker: reconcile.AdvisoryLocker{}, Observer: cnt,
 		Now: func() time.Time { return clock }}
 	d := &reconcile.Daemon{Runner: r, Interval: time.Minute}
 
@@ -144,7 +146,7 @@ func Test20DatabasesParallel4HundredTicks(t *testing.T) {
 		if cnt.n[name] != 10 {
 			t.Fatalf("%s: %d backups, want 10", name, cnt.n[name])
 		}
-		bs, err := sinks.ListBackups(context.Background(), stores["local"], name)
+		bs, err := repo.List(context.Background(), stores["local"], name)
 		if err != nil || len(bs) != 3 {
 			t.Fatalf("%s: %d backups kept, want 3 (keep_last): %v", name, len(bs), err)
 		}
@@ -155,11 +157,11 @@ func Test20DatabasesParallel4HundredTicks(t *testing.T) {
 func TestFailingDatabaseBacksOff(t *testing.T) {
 	pg := testenv.Postgres(t)
 	root := t.TempDir()
-	cfg := config(root, []string{"gone"}, pg, "no_such_database_backoff", "* * * * *", nil)
+	cfg := config([]string{"gone"}, pg, "no_such_database_backoff", "* * * * *", nil)
 	clock := time.Date(2026, 11, 25, 0, 0, 30, 0, time.UTC)
-	r := &reconcile.Runner{Config: cfg, Sinks: map[string]sinks.Sink{"local": sinks.NewLocal("local", root)},
+	r := &reconcile.Runner{Databases: cfg, Sinks: map[string]sinks.Sink{"local": sinks.NewLocal("local", root)},
 		Log: quiet(), Now: func() time.Time { return clock }}
-	d := &reconcile.Daemon{Runner: r, Interval: time.Minute}
+	d := &reconcile.Daemon{Runner: r, Interval: time.Minute, Jitter: -1}
 	var attempts []int
 	for i := 0; i < 16; i++ {
 		tk := d.Tick(context.Background())

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/backupkit/backupkit/schema"
 )
 
 // rule is one keep rule: how many buckets, and the bucket of a time.
@@ -15,7 +13,7 @@ type rule struct {
 	bucket func(t time.Time) int
 }
 
-func rules(r *schema.Retention) []rule {
+func rules(r *Retention) []rule {
 	return []rule{
 		{"keep_last", r.KeepLast, nil},
 		{"keep_hourly", r.KeepHourly, func(t time.Time) int { y, m, d := t.Date(); return ((y*100+int(m))*100+d)*100 + t.Hour() }},
@@ -30,9 +28,9 @@ func rules(r *schema.Retention) []rule {
 // first, evaluated in loc. It returns, for each index, the rules that keep
 // it (empty: not kept). A nil policy keeps everything. The caller still
 // applies the safety rules (the newest backup is always kept).
-func Retain(times []time.Time, r *schema.Retention, loc *time.Location) [][]string {
+func Retain(times []time.Time, r *Retention, loc *time.Location) [][]string {
 	kept := make([][]string, len(times))
-	if r == nil || *r == (schema.Retention{}) {
+	if r == nil || *r == (Retention{}) {
 		// No rule set: nothing asks for a prune.
 		for i := range kept {
 			kept[i] = []string{"no retention"}
@@ -67,7 +65,7 @@ func Retain(times []time.Time, r *schema.Retention, loc *time.Location) [][]stri
 }
 
 // policy describes the rules in a prune reason: "keep_daily=7, keep_weekly=4".
-func policy(r *schema.Retention) string {
+func policy(r *Retention) string {
 	var parts []string
 	for _, ru := range rules(r) {
 		if ru.count > 0 {

@@ -3,8 +3,12 @@ package reconcile
 import (
 	"time"
 
-	"github.com/backupkit/backupkit/schema"
+	"github.com/robfig/cron/v3"
 )
+
+// cronParser reads backup schedules: 5 fields, or @daily-style
+// descriptors (the schema validates with the same settings).
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // nextSlot returns the first cron slot strictly after t, in loc. ok is
 // false for an empty schedule (on demand only).
@@ -12,7 +16,7 @@ func nextSlot(expr string, loc *time.Location, t time.Time) (time.Time, bool) {
 	if expr == "" {
 		return time.Time{}, false
 	}
-	s, err := schema.CronParser.Parse(expr)
+	s, err := cronParser.Parse(expr)
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -25,6 +29,9 @@ func nextSlot(expr string, loc *time.Location, t time.Time) (time.Time, bool) {
 	// that slot once: skip a slot with the same wall-clock minute as t.
 	if wallMinute(next) == wallMinute(t) {
 		next = s.Next(next)
+	}
+	if next.IsZero() {
+		return time.Time{}, false // a schedule that never fires (31 February)
 	}
 	return next, true
 }
@@ -52,8 +59,8 @@ func due(expr string, loc *time.Location, newest time.Time, now time.Time) (bool
 	if newest.IsZero() {
 		return true, "due: no backup yet"
 	}
-	slot, _ := nextSlot(expr, loc, newest)
-	if slot.After(now) {
+	slot, ok := nextSlot(expr, loc, newest)
+	if !ok || slot.After(now) {
 		return false, ""
 	}
 	return true, "due: slot " + fmtTime(slot) + ", newest backup " + fmtTime(newest)

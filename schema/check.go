@@ -9,11 +9,13 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
 	"github.com/robfig/cron/v3"
+
+	"github.com/backupkit/backupkit/format"
 )
 
-// CronParser parses the 5-field cron expressions (and @daily-style
-// descriptors) used by backup.schedule.
-var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+// cronParser parses the 5-field cron expressions (and @daily-style
+// descriptors) used by backup.schedule, as reconcile does.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // posOf finds where a field path stands in the config file.
 func posOf(data cue.Value, path string) token.Pos {
@@ -134,9 +136,11 @@ func (l *loader) check(c *Config, data cue.Value) {
 			seen[s] = true
 		}
 		if d.Backup.Schedule != "" {
-			if _, err := CronParser.Parse(d.Backup.Schedule); err != nil {
-				sp := p + ".backup.schedule"
+			sp := p + ".backup.schedule"
+			if sched, err := cronParser.Parse(d.Backup.Schedule); err != nil {
 				l.add(sp, at(sp), "invalid cron expression %q: %v (want 5 fields: minute hour day-of-month month day-of-week)", d.Backup.Schedule, err)
+			} else if sched.Next(time.Now()).IsZero() {
+				l.add(sp, at(sp), "schedule %q never fires (no such date in the next 5 years)", d.Backup.Schedule)
 			}
 		}
 		if d.Backup.Timezone == "" {
@@ -160,13 +164,9 @@ func (l *loader) check(c *Config, data cue.Value) {
 			d.Backup.Compression = CompressionNone
 		}
 		if lv := d.Backup.CompressionLevel; lv != 0 {
-			lo, hi := 1, 9
-			if d.Backup.Compression == CompressionZstd {
-				hi = 4
-			}
-			if d.Backup.Compression == CompressionNone || lv < lo || lv > hi {
+			if lo, hi, ok := format.Levels(format.Compression(d.Backup.Compression)); !ok || lv < lo || lv > hi {
 				sp := p + ".backup.compression_level"
-				l.add(sp, at(sp), "compression_level %d is out of range for %s (gzip: 1-9, zstd: 1-4)", lv, d.Backup.Compression)
+				l.add(sp, at(sp), "compression_level %d is out of range for %s (%s)", lv, d.Backup.Compression, levelRanges())
 			}
 		}
 		if e := d.Backup.Encryption; e != nil && e.Enabled && e.Password == "" {
@@ -204,6 +204,17 @@ func (l *loader) check(c *Config, data cue.Value) {
 			n.Config.MaxWait = dur
 		}
 	}
+}
+
+// levelRanges describes every codec's levels: "gzip: 1-9, zstd: 1-4".
+func levelRanges() string {
+	var parts []string
+	for _, c := range format.Compressions() {
+		if lo, hi, ok := format.Levels(c); ok {
+			parts = append(parts, fmt.Sprintf("%s: %d-%d", c, lo, hi))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func orNone(names []string) string {

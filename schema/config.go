@@ -3,38 +3,15 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/secret"
 )
 
-// Secret is a string that never prints its value: String, %v, JSON and
-// slog all show "[redacted]". Reveal returns the real value where it is
-// used (a process environment, a key derivation, an SMTP login).
-type Secret string
-
-const redacted = "[redacted]"
-
-// Reveal returns the secret's value.
-func (s Secret) Reveal() string { return string(s) }
-
-// String implements fmt.Stringer.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// GoString implements fmt.GoStringer so %#v does not leak either.
-func (s Secret) GoString() string { return s.String() }
-
-// MarshalJSON writes the redacted form.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
-
-// LogValue implements slog.LogValuer.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+// Secret is a string that never prints its value (see internal/secret).
+type Secret = secret.Secret
 
 // Config is a loaded, validated configuration with defaults applied and
 // every ${VAR} and *_file reference resolved.
@@ -98,15 +75,11 @@ type Connection struct {
 	SSLMode      string `json:"sslmode"`
 }
 
-// Compression names a compression algorithm.
+// Compression names a codec of package format ("none", "gzip", "zstd").
 type Compression string
 
-// Compression algorithms.
-const (
-	CompressionNone Compression = "none"
-	CompressionGzip Compression = "gzip"
-	CompressionZstd Compression = "zstd"
-)
+// CompressionNone is the default: no compression.
+const CompressionNone Compression = "none"
 
 // UnmarshalJSON accepts the v0 booleans (true = gzip) and the names.
 func (c *Compression) UnmarshalJSON(b []byte) error {
@@ -118,7 +91,7 @@ func (c *Compression) UnmarshalJSON(b []byte) error {
 	case bool:
 		*c = CompressionNone
 		if v {
-			*c = CompressionGzip
+			*c = Compression(format.Gzip)
 		}
 	case string:
 		*c = Compression(v)
@@ -242,33 +215,4 @@ func (c *Config) Database(name string) *Database {
 		}
 	}
 	return nil
-}
-
-// StorageByName returns the storage with that name, or nil.
-func (c *Config) StorageByName(name string) *Storage {
-	for i := range c.Storage {
-		if c.Storage[i].Name == name {
-			return &c.Storage[i]
-		}
-	}
-	return nil
-}
-
-// RedactURL returns u with any user info and query string hidden, for
-// logs and errors.
-func RedactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" {
-		return redacted
-	}
-	p.User = nil
-	if p.RawQuery != "" {
-		p.RawQuery = "redacted"
-	}
-	// Paths of webhook URLs often carry tokens (Slack, healthchecks).
-	if len(p.Path) > 1 {
-		p.Path = "/…"
-		p.RawPath = ""
-	}
-	return p.String()
 }

@@ -21,6 +21,8 @@ import (
 	"cuelang.org/go/cue/token"
 	cuejson "cuelang.org/go/encoding/json"
 	cueyaml "cuelang.org/go/encoding/yaml"
+
+	"github.com/backupkit/backupkit/internal/secret"
 )
 
 //go:embed backupkit.cue
@@ -112,7 +114,7 @@ func (l *loader) fail() error {
 	for i := range l.probs {
 		for _, s := range l.secrets {
 			if len(s) >= 3 {
-				l.probs[i].Msg = strings.ReplaceAll(l.probs[i].Msg, s, redacted)
+				l.probs[i].Msg = strings.ReplaceAll(l.probs[i].Msg, s, secret.Redacted)
 			}
 		}
 	}

@@ -25,7 +25,7 @@ func TestV0FullExampleLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := cfg.Databases[0]
-	if db.Backup.Compression != CompressionGzip || !db.Backup.Encrypted() || db.Backup.Timezone != "UTC" {
+	if db.Backup.Compression != "gzip" || !db.Backup.Encrypted() || db.Backup.Timezone != "UTC" {
 		t.Fatalf("backup = %+v", db.Backup)
 	}
 	if db.Connection.Password.Reveal() != "db-password-value" || db.Connection.Port != 5432 {
@@ -219,7 +219,7 @@ func TestFormats(t *testing.T) {
 	j := `{"version":1,"storage":[{"name":"l","type":"local","local":{"path":"/b"}}],
  "databases":[{"name":"d","type":"postgres","connection":{"host":"h","database":"d","user":"u"},"backup":{"storage":["l"],"compression":"zstd"}}]}`
 	cfg, err := LoadWith(write(t, "c.json", j), envOf(nil))
-	if err != nil || cfg.Databases[0].Backup.Compression != CompressionZstd {
+	if err != nil || cfg.Databases[0].Backup.Compression != "zstd" {
 		t.Fatalf("json: %v", err)
 	}
 	c := `version: 1

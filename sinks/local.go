@@ -11,20 +11,48 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
+
+	"github.com/backupkit/backupkit/internal/fault"
 )
 
-// Local stores backups in a folder: files 0600, folders 0700, each file
-// written to a temp name in its final folder, fsynced and renamed.
+// Local stores objects in a folder: files 0600, folders 0700, each file
+// written to a temp name in its final folder, fsynced, renamed, and the
+// folder fsynced, so a crash leaves either the whole file or a leftover.
 type Local struct {
 	name string
 	root string
+	ops  fileOps
+}
+
+// fileOps are the durability steps of a write; tests observe them.
+type fileOps struct {
+	syncFile func(f *os.File) error
+	rename   func(from, to string) error
+	syncDir  func(dir string) error
+}
+
+var realOps = fileOps{
+	syncFile: (*os.File).Sync,
+	rename:   os.Rename,
+	syncDir: func(dir string) error {
+		d, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
+	},
 }
 
 var _ Sink = (*Local)(nil)
 
 // NewLocal returns a local sink rooted at dir (created on first write).
-func NewLocal(name, dir string) *Local { return &Local{name: name, root: filepath.Clean(dir)} }
+func NewLocal(name, dir string) *Local {
+	return &Local{name: name, root: filepath.Clean(dir), ops: realOps}
+}
 
 // Name implements Sink.
 func (l *Local) Name() string { return l.name }
@@ -32,12 +60,13 @@ func (l *Local) Name() string { return l.name }
 // Describe implements Sink.
 func (l *Local) Describe() string { return l.root }
 
-// tempMarker is in every temp file name: ".<final name>.tmp-<random>".
+// Temp files are named ".<final name>.tmp-<12 hex digits>"; nothing else
+// is ever taken for one (a user's ".notes.tmp-keep" is foreign).
 const tempMarker = ".tmp-"
 
-func isTemp(base string) bool {
-	return strings.HasPrefix(base, ".") && strings.Contains(base, tempMarker)
-}
+var tempName = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{12}$`)
+
+func isTemp(base string) bool { return tempName.MatchString(base) }
 
 func (l *Local) path(key string) (string, error) {
 	clean := path.Clean("/" + key)[1:]
@@ -54,8 +83,8 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 		return 0, err
 	}
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, fmt.Errorf("local %s: %w", l.name, err)
+	if err := l.mkdirs(dir); err != nil {
+		return 0, classify(fmt.Errorf("local %s: %w", l.name, err))
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
@@ -72,10 +101,10 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 	}()
 	n, err = io.CopyBuffer(onlyWriter{f}, ctxReader{ctx, r}, make([]byte, 1<<20))
 	if err != nil {
-		return n, err
+		return n, classify(err)
 	}
-	if err = f.Sync(); err != nil {
-		return n, fmt.Errorf("local %s: fsync: %w", l.name, err)
+	if err = l.ops.syncFile(f); err != nil {
+		return n, classify(fmt.Errorf("local %s: fsync: %w", l.name, err))
 	}
 	if err = f.Close(); err != nil {
 		return n, fmt.Errorf("local %s: close: %w", l.name, err)
@@ -83,14 +112,49 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 	if err = ctx.Err(); err != nil {
 		return n, err
 	}
-	if err = os.Rename(tmp, final); err != nil {
+	if err = l.ops.rename(tmp, final); err != nil {
 		return n, fmt.Errorf("local %s: %w", l.name, err)
 	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
+	// The rename is durable once the folder is.
+	if err := l.ops.syncDir(dir); err != nil {
+		return n, fmt.Errorf("local %s: fsync folder: %w", l.name, err)
 	}
 	return n, nil
+}
+
+// classify marks errors a retry will not fix (a full disk, no
+// permission, a read-only filesystem) as permanent.
+func classify(err error) error {
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EACCES, syscall.EPERM, syscall.EROFS} {
+		if errors.Is(err, e) {
+			return fault.Mark(fault.Permanent, err)
+		}
+	}
+	return err
+}
+
+// mkdirs creates dir and its missing parents (0700), fsyncing the parent
+// of each folder it creates so the new folder survives a crash.
+func (l *Local) mkdirs(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a folder", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := l.mkdirs(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return l.ops.syncDir(parent)
 }
 
 type onlyWriter struct{ io.Writer }
@@ -188,9 +252,10 @@ func (l *Local) scan(prefix string, stat bool) ([]Object, []Leftover, error) {
 			return err
 		}
 		if isTemp(d.Name()) {
-			left = append(left, Leftover{Key: key, Started: info.ModTime()})
+			final := path.Join(path.Dir(key), strings.TrimPrefix(d.Name()[:strings.LastIndex(d.Name(), tempMarker)], "."))
+			left = append(left, Leftover{Key: key, Final: final, Started: info.ModTime()})
 		} else {
-			objs = append(objs, Object{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+			objs = append(objs, Object{Key: key, Size: info.Size()})
 		}
 		return nil
 	})
@@ -207,8 +272,38 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("local %s: %s: %w", l.name, key, ErrNotFound)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }
+
+// Pin implements Sink: it keeps the file open, so readers see the inode
+// that was there, even if the name is replaced meanwhile.
+func (l *Local) Pin(ctx context.Context, key string) (Pinned, error) {
+	rc, err := l.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &pinnedFile{f: f, size: fi.Size()}, nil
+}
+
+type pinnedFile struct {
+	f    *os.File
+	size int64
+}
+
+func (p *pinnedFile) Open(ctx context.Context) (io.ReadCloser, error) {
+	return io.NopCloser(io.NewSectionReader(p.f, 0, p.size)), nil
+}
+func (p *pinnedFile) Size() int64  { return p.size }
+func (p *pinnedFile) Close() error { return p.f.Close() }
 
 // Delete implements Sink.
 func (l *Local) Delete(ctx context.Context, keys ...string) error {

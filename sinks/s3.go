@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/backupkit/backupkit/internal/fault"
 )
 
 // S3Options configures an S3 sink.
@@ -37,8 +41,6 @@ type S3Options struct {
 	// (default 2). Memory ≈ part size × (concurrency + 1).
 	PartSize    int64
 	Concurrency int
-	// MaxAttempts bounds the SDK's retries per request (default 4).
-	MaxAttempts int
 }
 
 // S3 stores backups in a bucket: multipart uploads completed only after
@@ -52,6 +54,7 @@ type S3 struct {
 var _ Sink = (*S3)(nil)
 
 const (
+	maxAttempts   = 4 // per request, the SDK's standard retryer
 	minPartSize   = 5 << 20
 	maxParts      = 10000
 	partGrowEvery = 800
@@ -67,9 +70,6 @@ func NewS3(ctx context.Context, name string, o S3Options) (*S3, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 2
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 4
 	}
 	if o.StorageClass == "" {
 		o.StorageClass = "STANDARD"
@@ -92,7 +92,7 @@ func NewS3(ctx context.Context, name string, o S3Options) (*S3, error) {
 			so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}
 		so.Retryer = retry.NewStandard(func(ro *retry.StandardOptions) {
-			ro.MaxAttempts = o.MaxAttempts
+			ro.MaxAttempts = maxAttempts
 			ro.MaxBackoff = 5 * time.Second
 		})
 	})
@@ -307,7 +307,7 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
 			if !ok {
 				continue
 			}
-			out = append(out, Object{Key: k, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+			out = append(out, Object{Key: k, Size: aws.ToInt64(o.Size)})
 		}
 	}
 	return out, nil
@@ -327,6 +327,48 @@ func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	return out.Body, nil
 }
+
+// Pin implements Sink: it records the object's ETag (and version id on a
+// versioned bucket); every reader asks for that version with If-Match, so
+// a replaced object fails with a precondition error instead of returning
+// other bytes.
+func (s *S3) Pin(ctx context.Context, key string) (Pinned, error) {
+	k := s.objKey(key)
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.opt.Bucket, Key: &k})
+	if err != nil {
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+			return nil, fmt.Errorf("s3 %s: %s: %w", s.name, key, ErrNotFound)
+		}
+		return nil, s.wrap("head "+key, err)
+	}
+	return &pinnedObject{s: s, key: key, etag: aws.ToString(head.ETag), version: aws.ToString(head.VersionId), size: aws.ToInt64(head.ContentLength)}, nil
+}
+
+type pinnedObject struct {
+	s             *S3
+	key           string
+	etag, version string
+	size          int64
+}
+
+func (p *pinnedObject) Open(ctx context.Context) (io.ReadCloser, error) {
+	k := p.s.objKey(p.key)
+	in := &s3.GetObjectInput{Bucket: &p.s.opt.Bucket, Key: &k}
+	if p.etag != "" {
+		in.IfMatch = aws.String(p.etag)
+	}
+	if p.version != "" {
+		in.VersionId = aws.String(p.version)
+	}
+	out, err := p.s.client.GetObject(ctx, in)
+	if err != nil {
+		return nil, p.s.wrap("open "+p.key+" (the version that was checked)", err)
+	}
+	return out.Body, nil
+}
+func (p *pinnedObject) Size() int64  { return p.size }
+func (p *pinnedObject) Close() error { return nil }
 
 // Delete implements Sink, in batches of 1,000.
 func (s *S3) Delete(ctx context.Context, keys ...string) error {
@@ -370,7 +412,7 @@ func (s *S3) Leftovers(ctx context.Context, prefix string) ([]Leftover, error) {
 			if !ok {
 				continue
 			}
-			out = append(out, Leftover{Key: k, Started: aws.ToTime(u.Initiated), UploadID: aws.ToString(u.UploadId)})
+			out = append(out, Leftover{Key: k, Final: k, Started: aws.ToTime(u.Initiated), UploadID: aws.ToString(u.UploadId)})
 		}
 		if !aws.ToBool(page.IsTruncated) {
 			return out, nil
@@ -389,15 +431,61 @@ func (s *S3) Cleanup(ctx context.Context, l Leftover) error {
 	return s.wrap("abort upload of "+l.Key, err)
 }
 
-// wrap names the storage and keeps the SDK's error short: code and
-// message, never request signatures or credentials.
+// wrap turns an SDK error into one that says the cause first, in a few
+// words ("bucket x does not exist: create it…", "cannot reach …:
+// connection refused"), without request ids, signatures or credentials;
+// it classifies it (transient or permanent) and keeps the SDK's error in
+// the chain for errors.As.
 func (s *S3) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	kind, cause := fault.Permanent, err.Error()
 	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return fmt.Errorf("s3 %s: %s: %s: %s", s.name, op, ae.ErrorCode(), ae.ErrorMessage())
+	var re interface{ HTTPStatusCode() int }
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		kind, cause = fault.Unknown, err.Error()
+	case errors.As(err, &dns):
+		kind, cause = fault.Transient, fmt.Sprintf("cannot reach %s: no such host %q", s.endpoint(), dns.Name)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		kind, cause = fault.Transient, fmt.Sprintf("cannot reach %s: connection refused", s.endpoint())
+	case errors.As(err, &ae):
+		code := ae.ErrorCode()
+		switch code {
+		case "NoSuchBucket":
+			cause = fmt.Sprintf("bucket %q does not exist: create it, or set s3.bucket to an existing one", s.opt.Bucket)
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
+			cause = fmt.Sprintf("access denied (%s): check access_key/secret_key and the bucket's policy", code)
+		case "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "ThrottlingException":
+			kind, cause = fault.Transient, code+": "+ae.ErrorMessage()
+		default:
+			cause = code + ": " + ae.ErrorMessage()
+		}
+		if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+			kind = fault.Transient
+		}
+	case errors.As(err, &ne):
+		kind, cause = fault.Transient, fmt.Sprintf("cannot reach %s: %v", s.endpoint(), ne)
 	}
-	return fmt.Errorf("s3 %s: %s: %w", s.name, op, err)
+	return fault.Mark(kind, &opError{msg: fmt.Sprintf("s3 %s: %s: %s", s.name, op, cause), err: err})
 }
+
+func (s *S3) endpoint() string {
+	if s.opt.Endpoint != "" {
+		return s.opt.Endpoint
+	}
+	return "S3 (" + s.opt.Region + ")"
+}
+
+// opError says what went wrong in its own words and keeps the original
+// error for errors.As.
+type opError struct {
+	msg string
+	err error
+}
+
+func (e *opError) Error() string { return e.msg }
+func (e *opError) Unwrap() error { return e.err }

@@ -12,15 +12,15 @@ var ErrNotFound = errors.New("not found")
 
 // Object is one complete object in a storage.
 type Object struct {
-	Key     string // relative to the storage root, '/'-separated
-	Size    int64
-	ModTime time.Time
+	Key  string // relative to the storage root, '/'-separated
+	Size int64
 }
 
 // Leftover is what a killed write left behind: a temp file or an
 // incomplete multipart upload. It is never a backup.
 type Leftover struct {
-	Key      string
+	Key      string // the temp file (local) or upload (S3) to clean up
+	Final    string // the key the write was going to create
 	Started  time.Time
 	UploadID string // S3 only
 }
@@ -33,16 +33,28 @@ type Leftover struct {
 //   - List returns every complete object whose key starts with prefix,
 //     never an unfinished write, in no particular order.
 //   - Open of a missing key returns an error matching ErrNotFound.
+//   - Pin fixes the version of key stored now: every reader of the Pinned
+//     reads those bytes, or fails if they are gone; never other bytes.
 //   - Delete of a missing key is not an error.
 type Sink interface {
 	Name() string
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	List(ctx context.Context, prefix string) ([]Object, error)
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	Pin(ctx context.Context, key string) (Pinned, error)
 	Delete(ctx context.Context, keys ...string) error
 	// Leftovers lists unfinished writes under prefix; Cleanup removes one.
 	Leftovers(ctx context.Context, prefix string) ([]Leftover, error)
 	Cleanup(ctx context.Context, l Leftover) error
 	// Describe says where the storage is, without secrets.
 	Describe() string
+}
+
+// Pinned is one version of an object, to be read more than once (restore
+// checks a backup, then restores the very bytes it checked).
+type Pinned interface {
+	// Open returns a reader of the pinned bytes from their start.
+	Open(ctx context.Context) (io.ReadCloser, error)
+	Size() int64
+	Close() error
 }

@@ -36,14 +36,14 @@ func TestLocalPermissionsAndLeftovers(t *testing.T) {
 		t.Fatalf("modes: file %v dir %v, want 0600 and 0700", fi.Mode().Perm(), di.Mode().Perm())
 	}
 	// A temp file as a killed process leaves it.
-	tmp := filepath.Join(root, "app_db", ".20261125_030000.000000000Z.dump.tmp-abc")
+	tmp := filepath.Join(root, "app_db", ".20261125_030000.000000000Z.dump.tmp-0123456789ab")
 	os.WriteFile(tmp, []byte("partial"), 0o600)
 	objs, _ := s.List(ctx, "app_db/")
 	if len(objs) != 1 {
 		t.Fatalf("list shows temp files: %+v", objs)
 	}
 	lo, err := s.Leftovers(ctx, "app_db/")
-	if err != nil || len(lo) != 1 || lo[0].Key != "app_db/.20261125_030000.000000000Z.dump.tmp-abc" {
+	if err != nil || len(lo) != 1 || lo[0].Key != "app_db/.20261125_030000.000000000Z.dump.tmp-0123456789ab" {
 		t.Fatalf("leftovers = %+v, %v", lo, err)
 	}
 	if err := s.Cleanup(ctx, lo[0]); err != nil {
@@ -102,8 +102,8 @@ func TestS3LeftoverUploads(t *testing.T) {
 	if lo, _ := s.Leftovers(ctx, "app_db/"); len(lo) != 0 {
 		t.Fatalf("after cleanup: %+v", lo)
 	}
-	if bs, _ := sinks.ListBackups(ctx, s, "app_db"); len(bs) != 0 {
-		t.Fatalf("an incomplete upload is listed as a backup: %+v", bs)
+	if objs, _ := s.List(ctx, "app_db/"); len(objs) != 0 {
+		t.Fatalf("an incomplete upload is listed: %+v", objs)
 	}
 }
 
@@ -120,10 +120,10 @@ func TestS3ChecksumWhenRequired(t *testing.T) {
 	}
 	data := strings.Repeat("backupkit ", 1300000) // 13 MB: three parts
 	key := "app/20261125_020000.000000000Z.dump"
-	if _, err := sinks.WriteBackup(context.Background(), s, key, strings.NewReader(data)); err != nil {
+	if _, err := s.Put(context.Background(), key, strings.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	if err := sinks.DeleteBackups(context.Background(), s, key); err != nil {
+	if err := s.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
 	if objs, _ := s.List(context.Background(), ""); len(objs) != 0 {

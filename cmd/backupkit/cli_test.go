@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -146,11 +147,11 @@ func TestRestoreFromLatestAndRefusals(t *testing.T) {
 	// A target with tables is refused without --clean, and unchanged.
 	pg.Query(t, target, "INSERT INTO items VALUES (99999, 'marker', NULL)")
 	code, _, errs := cli(t, "restore", "-c", cfg, "--from", "latest", "--to-database", target)
-	if code != 1 || !strings.Contains(errs, "already holds 1 table(s)") {
+	if code != 1 || !strings.Contains(errs, "already holds 2 object(s)") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	// Damaged backups are refused before the target is touched.
-	bs, _ := sinks.ListBackups(t.Context(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
+	bs, _ := repo.List(t.Context(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
 	path := filepath.Join(dir, "store", bs[0].Key)
 	data, _ := os.ReadFile(path)
 	damaged := map[string][]byte{

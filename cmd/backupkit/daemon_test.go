@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -122,7 +123,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 func countBackups(t *testing.T, root, db string) int {
-	bs, err := sinks.ListBackups(context.Background(), sinks.NewLocal("l", root), db)
+	bs, err := repo.List(context.Background(), sinks.NewLocal("l", root), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestDaemonHealthAndMetricsAcrossRestart(t *testing.T) {
 	if c, _ := get(t, "http://"+addr+"/livez"); c != 200 {
 		t.Fatal("livez")
 	}
-	bs, _ := sinks.ListBackups(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
+	bs, _ := repo.List(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
 	want := fmt.Sprintf(`backupkit_last_success_timestamp_seconds{database="app",storage="local"} %.9e`, float64(bs[0].Time.UnixNano())/1e9)
 	_, m := get(t, "http://"+addr+"/metrics")
 	if !strings.Contains(m, want[:len(want)-6]) || !strings.Contains(m, `backupkit_backups_total{database="app",result="success",storage="local"} 1`) {

@@ -73,7 +73,7 @@ func config(t *testing.T, pg testenv.PG, dir string, srv *testenv.S3Server, dbs 
 	return writeFile(t, filepath.Join(dir, "config.yaml"), b.String())
 }
 
-type planJSON struct {
+type planOut struct {
 	Version int `json:"version"`
 	Actions []struct {
 		Type, Database, Storage, Key, Reason string
@@ -81,9 +81,9 @@ type planJSON struct {
 	} `json:"actions"`
 }
 
-func parsePlan(t *testing.T, s string) planJSON {
+func parsePlan(t *testing.T, s string) planOut {
 	t.Helper()
-	var p planJSON
+	var p planOut
 	if err := json.Unmarshal([]byte(s), &p); err != nil {
 		t.Fatalf("plan json: %v\n%s", err, s)
 	}

@@ -15,7 +15,6 @@ type notifier struct {
 	g       *globals
 	d       *alerting.Dispatcher
 	tracker *alerting.Tracker
-	metrics *metrics // may be nil
 }
 
 func newNotifier(g *globals, cfg *schema.Config, m *metrics) *notifier {
@@ -23,18 +22,26 @@ func newNotifier(g *globals, cfg *schema.Config, m *metrics) *notifier {
 	if m != nil {
 		o.Count = m.notification
 	}
-	return &notifier{g: g, d: alerting.New(cfg.Notifications, g.log, o), tracker: alerting.NewTracker(), metrics: m}
+	return &notifier{g: g, d: alerting.New(routesOf(cfg), o), tracker: alerting.NewTracker()}
+}
+
+// send delivers an event; a failed delivery is logged here, and never
+// changes an outcome.
+func (n *notifier) send(ctx context.Context, ev alerting.Event) {
+	if err := n.d.Send(ctx, ev); err != nil {
+		n.g.log.Warn("notification failed", "event", ev.Event, "db", ev.DB, "err", err)
+	}
 }
 
 // Event implements reconcile.Observer.
 func (n *notifier) Event(ctx context.Context, e reconcile.Event) {
 	var ev alerting.Event
 	switch e.Kind {
-	case "start":
+	case reconcile.EventStart:
 		ev = alerting.NewEvent(alerting.KindStart, e.Database, "")
-	case "backup":
+	case reconcile.EventBackup:
 		ev = alerting.NewEvent(alerting.KindBackup, e.Database, status(e.Success))
-	case "prune":
+	case reconcile.EventPrune:
 		ev = alerting.NewEvent(alerting.KindPrune, e.Database, status(e.Success))
 	default:
 		return
@@ -47,13 +54,10 @@ func (n *notifier) Event(ctx context.Context, e reconcile.Event) {
 	if e.Err != nil {
 		ev.Error = e.Err.Error()
 	}
-	if n.metrics != nil && e.Kind == "prune" {
-		n.metrics.prune(e.Database, e.Success)
-	}
-	n.d.Send(ctx, ev)
-	if e.Kind == "backup" {
+	n.send(ctx, ev)
+	if e.Kind == reconcile.EventBackup {
 		if rec := n.tracker.Result(e.Database, e.Success); rec != nil {
-			n.d.Send(ctx, *rec)
+			n.send(ctx, *rec)
 		}
 	}
 }
@@ -67,7 +71,7 @@ func (n *notifier) tick(ctx context.Context, t reconcile.Tick) {
 		}
 		if ev := n.tracker.Check(s.Database, s.Oldest(), s.Limit, t.Time); ev != nil {
 			n.g.log.Warn("database is overdue", "database", s.Database, "detail", ev.Error)
-			n.d.Send(ctx, *ev)
+			n.send(ctx, *ev)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -71,7 +72,7 @@ func TestSIGKILLMidBackup(t *testing.T) {
 			})
 			cmd.Process.Kill() // SIGKILL: no cleanup code runs
 			cmd.Wait()
-			if bs, _ := sinks.ListBackups(context.Background(), sink, "app"); len(bs) != 0 {
+			if bs, _ := repo.List(context.Background(), sink, "app"); len(bs) != 0 {
 				t.Fatalf("a killed backup is visible: %+v", bs)
 			}
 			p := parsePlan(t, mustCLI(t, 2, "plan", "-c", cfg, "-o", "json", "--detailed-exitcode", "--run-timeout", "3s"))
@@ -86,7 +87,7 @@ func TestSIGKILLMidBackup(t *testing.T) {
 			if lo, _ := sink.Leftovers(context.Background(), "app/"); len(lo) != 0 {
 				t.Fatalf("leftovers remain: %+v", lo)
 			}
-			if bs, _ := sinks.ListBackups(context.Background(), sink, "app"); len(bs) != 1 {
+			if bs, _ := repo.List(context.Background(), sink, "app"); len(bs) != 1 {
 				t.Fatalf("%d backups after apply, want 1", len(bs))
 			}
 		})
@@ -140,7 +141,7 @@ func TestBackendTerminatedMidDump(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "pg_dump failed") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	if bs, _ := sinks.ListBackups(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app"); len(bs) != 0 {
+	if bs, _ := repo.List(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app"); len(bs) != 0 {
 		t.Fatalf("visible after a failed dump: %+v", bs)
 	}
 	if lo, _ := sinks.NewLocal("l", filepath.Join(dir, "store")).Leftovers(context.Background(), ""); len(lo) != 0 {
@@ -178,7 +179,7 @@ func TestLocalStorageFull(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("left in the full storage: %v", entries)
 	}
-	if !strings.Contains(out, "skipped: a backup of app failed") {
+	if !strings.Contains(out, "prune app → local skipped: a backup of this database failed in this run") {
 		t.Fatalf("the prune was not skipped:\n%s", out)
 	}
 }
@@ -198,7 +199,7 @@ func TestNothingPrunedAfterFailedBackup(t *testing.T) {
 	}
 	// ... but a forced backup that fails prunes nothing.
 	code, out, _ := cli(t, "backup", "-c", cfg)
-	if code != 1 || strings.Count(out, "skipped: a backup of app failed in this run") != 3 {
+	if code != 1 || strings.Count(out, "prune app → local skipped") != 3 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	for _, f := range files {
@@ -233,7 +234,7 @@ func TestRestoreRefusesEveryCorruption(t *testing.T) {
 		dir := t.TempDir()
 		cfg := config(t, pg, dir, nil, dbSpec{name: "app", database: src, extra: "      " + pipe + "\n"})
 		mustCLI(t, 0, "backup", "-c", cfg)
-		bs, _ := sinks.ListBackups(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
+		bs, _ := repo.List(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
 		data, _ := os.ReadFile(filepath.Join(dir, "store", bs[0].Key))
 		cases := corrupt(data)
 		cases["wrong file type"] = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")

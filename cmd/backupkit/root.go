@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -42,6 +41,13 @@ type exitCodeError struct{ code int }
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
+// failure forces exit code 1 for any error, usage and config errors
+// included (plan --detailed-exitcode: 2 must mean "changes pending").
+type failure struct{ err error }
+
+func (e failure) Error() string { return e.err.Error() }
+func (e failure) Unwrap() error { return e.err }
+
 // globals are the flags every command shares.
 type globals struct {
 	configPath string
@@ -50,17 +56,6 @@ type globals struct {
 	stdout     io.Writer
 	stderr     io.Writer
 	log        *slog.Logger
-}
-
-func (g *globals) loadConfig() (*schema.Config, error) {
-	if g.configPath == "" {
-		return nil, usagef("no config file: pass -c/--config FILE")
-	}
-	cfg, err := schema.Load(g.configPath)
-	// Evaluating the CUE schema leaves megabytes of garbage; hand it back
-	// before a pipeline starts, so peak memory is the pipeline's buffers.
-	debug.FreeOSMemory()
-	return cfg, err
 }
 
 // isTerminal reports whether w is a terminal.
@@ -153,6 +148,10 @@ func exitCode(err error, stderr io.Writer) int {
 		return ec.code
 	}
 	fmt.Fprintln(stderr, "error:", err)
+	var f failure
+	if errors.As(err, &f) {
+		return exitFailure
+	}
 	var cfgErr *schema.Error
 	var ue usageError
 	if errors.As(err, &cfgErr) || errors.As(err, &ue) {
@@ -167,49 +166,4 @@ func exitCode(err error, stderr io.Writer) int {
 func isUnknownCommand(err error) bool {
 	s := err.Error()
 	return len(s) > 16 && (s[:16] == "unknown command " || s[:15] == "unknown flag: -" || s[:14] == "unknown flag: ")
-}
-
-func newValidateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "validate",
-		Short: "Load and validate the config; print every problem",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "%s: valid (%d database(s), %d storage(s), %d notification route(s))\n",
-				cfg.File, len(cfg.Databases), len(cfg.Storage), len(cfg.Notifications))
-			return nil
-		},
-	}
-}
-
-func newSchemaCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "schema",
-		Short: "Print the embedded CUE schema",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := io.WriteString(g.stdout, schema.Source())
-			return err
-		},
-	}
-}
-
-func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(g.stdout, "backupkit %s\n", v)
-			return nil
-		},
-	}
 }

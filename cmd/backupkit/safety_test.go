@@ -16,7 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -24,14 +26,14 @@ import (
 // d older, so the next per-minute slot has passed.
 func ageBackups(t *testing.T, store, db string, d time.Duration) []string {
 	t.Helper()
-	bs, err := sinks.ListBackups(context.Background(), sinks.NewLocal("l", store), db)
+	bs, err := repo.List(context.Background(), sinks.NewLocal("l", store), db)
 	if err != nil || len(bs) == 0 {
 		t.Fatalf("no backup to age: %v", err)
 	}
 	var keys []string
 	for _, b := range bs {
-		key := sinks.Key(db, b.Time.Add(-d), strings.TrimPrefix(b.Key, sinks.Key(db, b.Time, "")))
-		for _, suffix := range []string{"", sinks.SumExt} {
+		key := format.Key(db, b.Time.Add(-d), b.Ext)
+		for _, suffix := range []string{"", format.SumExt} {
 			if err := os.Rename(filepath.Join(store, b.Key+suffix), filepath.Join(store, key+suffix)); err != nil && suffix == "" {
 				t.Fatal(err)
 			}
@@ -61,7 +63,7 @@ func slowBackup(t *testing.T, store string, args ...string) *exec.Cmd {
 
 func assertOnly(t *testing.T, store, db string, keys []string, context_ string) {
 	t.Helper()
-	bs, err := sinks.ListBackups(context.Background(), sinks.NewLocal("l", store), db)
+	bs, err := repo.List(context.Background(), sinks.NewLocal("l", store), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +190,7 @@ func TestTwoDaemonsRetentionAndAThirdLockHolder(t *testing.T) {
 	seenMinutes := map[string]int{}
 	deadline := nextSlot.Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		bs, err := sinks.ListBackups(ctx, sinks.NewLocal("l", store), "app")
+		bs, err := repo.List(ctx, sinks.NewLocal("l", store), "app")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 // Package sinktest is the conformance suite every storage backend passes:
-// put, list, open, delete, cancellation leaves nothing visible, listing
-// past 1,000 keys, foreign keys ignored.
+// put, list, open, delete, a failed or cancelled write leaves nothing
+// visible and no leftover, a write in progress is a leftover that Cleanup
+// removes, listing past 1,000 keys.
 package sinktest
 
 import (
@@ -35,7 +36,7 @@ func Run(t *testing.T, newSink func(t *testing.T) sinks.Sink, o Options) {
 		o.ManyKeys = 1100
 	}
 	ctx := context.Background()
-	key := sinks.Key("app_db", time.Date(2026, 11, 25, 2, 0, 0, 7, time.UTC), ".dump.gz")
+	key := "app_db/20261125_020000.000000007Z.dump.gz"
 
 	t.Run("PutOpenRoundTrip", func(t *testing.T) {
 		s := newSink(t)
@@ -86,6 +87,43 @@ func Run(t *testing.T, newSink func(t *testing.T) sinks.Sink, o Options) {
 		}
 	})
 
+	t.Run("PinReadsOneVersion", func(t *testing.T) {
+		s := newSink(t)
+		first := random(3000)
+		if _, err := s.Put(ctx, key, bytes.NewReader(first)); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Pin(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if p.Size() != 3000 {
+			t.Fatalf("pinned size %d", p.Size())
+		}
+		for i := 0; i < 2; i++ {
+			if got := readAll(t, p); !bytes.Equal(got, first) {
+				t.Fatalf("reader %d of a pinned object differs", i)
+			}
+		}
+		// Swap the object: a pinned reader returns the old bytes or fails,
+		// never the new ones.
+		if _, err := s.Put(ctx, key, bytes.NewReader(random(3000))); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := p.Open(ctx)
+		if err == nil {
+			got, rerr := io.ReadAll(rc)
+			rc.Close()
+			if rerr == nil && !bytes.Equal(got, first) {
+				t.Fatal("a pinned reader returned the swapped object's bytes")
+			}
+		}
+		if _, err := s.Pin(ctx, "nope/x.bin"); !errors.Is(err, sinks.ErrNotFound) {
+			t.Fatalf("pin missing: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("Delete", func(t *testing.T) {
 		s := newSink(t)
 		put(t, s, "d/1.bin", 5)
@@ -111,6 +149,7 @@ func Run(t *testing.T, newSink func(t *testing.T) sinks.Sink, o Options) {
 		if _, err := s.Open(ctx, key); !errors.Is(err, sinks.ErrNotFound) {
 			t.Fatalf("open after failed put: %v", err)
 		}
+		noLeftovers(t, s)
 	})
 
 	t.Run("CancelLeavesNothing", func(t *testing.T) {
@@ -130,6 +169,7 @@ func Run(t *testing.T, newSink func(t *testing.T) sinks.Sink, o Options) {
 		if keys := list(t, s, ""); len(keys) != 0 {
 			t.Fatalf("a cancelled put left %v visible", keys)
 		}
+		noLeftovers(t, s)
 	})
 
 	t.Run("ListPast1000Keys", func(t *testing.T) {
@@ -144,55 +184,65 @@ func Run(t *testing.T, newSink func(t *testing.T) sinks.Sink, o Options) {
 		}
 	})
 
-	t.Run("BackupsAndForeignKeys", func(t *testing.T) {
+	t.Run("WriteInProgressIsALeftover", func(t *testing.T) {
 		s := newSink(t)
-		w, err := sinks.WriteBackup(ctx, s, key, bytes.NewReader(random(1000)))
-		if err != nil {
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() { _, err := s.Put(ctx, key, pr); done <- err }()
+		// More than a part, so a multipart upload is under way.
+		if _, err := pw.Write(random(o.LargeSize/2 + 1)); err != nil {
 			t.Fatal(err)
 		}
-		put(t, s, "app_db/notes.txt", 3)
-		put(t, s, "app_db/20261125_020000.000000007Z.dump.bak", 3)
-		put(t, s, "other_db/"+strings.TrimPrefix(key, "app_db/"), 3)
-		bs, err := sinks.ListBackups(ctx, s, "app_db")
-		if err != nil {
-			t.Fatal(err)
+		var lo []sinks.Leftover
+		deadline := time.Now().Add(10 * time.Second)
+		for len(lo) == 0 && time.Now().Before(deadline) {
+			var err error
+			if lo, err = s.Leftovers(ctx, "app_db/"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if len(bs) != 1 || bs[0].Key != key || !bs[0].HasChecksum || bs[0].Size != 1000 {
-			t.Fatalf("backups = %+v, want just %s with checksum", bs, key)
+		if len(lo) != 1 || lo[0].Key == "" || time.Since(lo[0].Started) > time.Hour {
+			t.Fatalf("a write in progress: leftovers %+v, want one", lo)
 		}
-		sum, err := sinks.ReadChecksum(ctx, s, key)
-		if err != nil || sum != w.SHA256 {
-			t.Fatalf("checksum %q (%v), want %q", sum, err, w.SHA256)
+		if keys := list(t, s, ""); len(keys) != 0 {
+			t.Fatalf("a write in progress is listed: %v", keys)
 		}
-		if err := sinks.DeleteBackups(ctx, s, "app_db/notes.txt"); err == nil {
-			t.Fatal("DeleteBackups accepted a foreign key")
+		if err := s.Cleanup(ctx, lo[0]); err != nil {
+			t.Fatalf("cleanup: %v", err)
 		}
-		if err := sinks.DeleteBackups(ctx, s, key); err != nil {
-			t.Fatal(err)
+		pw.CloseWithError(errors.New("writer killed"))
+		if err := <-done; err == nil {
+			t.Fatal("a put whose stream failed succeeded")
 		}
-		if keys := list(t, s, "app_db/"); strings.Join(keys, ",") != "app_db/20261125_020000.000000007Z.dump.bak,app_db/notes.txt" {
-			t.Fatalf("after deleting the backup: %v (foreign files must stay, sidecar must go)", keys)
+		if lo, err := s.Leftovers(ctx, ""); err != nil || len(lo) != 0 {
+			t.Fatalf("after cleanup: leftovers %+v %v", lo, err)
+		}
+		if keys := list(t, s, ""); len(keys) != 0 {
+			t.Fatalf("after cleanup: %v visible", keys)
 		}
 	})
 
-	t.Run("ChecksumMismatchDetected", func(t *testing.T) {
+	t.Run("CleanupRefusesObjects", func(t *testing.T) {
 		s := newSink(t)
-		if _, err := sinks.WriteBackup(ctx, s, key, bytes.NewReader(random(5000))); err != nil {
-			t.Fatal(err)
+		put(t, s, key, 10)
+		if err := s.Cleanup(ctx, sinks.Leftover{Key: key}); err == nil {
+			t.Fatal("cleanup of a complete object was accepted")
 		}
-		// Replace the data behind the sidecar's back.
-		if _, err := s.Put(ctx, key, bytes.NewReader(random(5000))); err != nil {
-			t.Fatal(err)
-		}
-		rc, err := sinks.OpenVerified(ctx, s, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		if _, err := io.ReadAll(rc); !errors.Is(err, sinks.ErrChecksum) {
-			t.Fatalf("reading changed bytes: %v, want ErrChecksum", err)
+		if keys := list(t, s, ""); len(keys) != 1 {
+			t.Fatalf("cleanup touched a complete object: %v", keys)
 		}
 	})
+}
+
+// noLeftovers checks that a failed write cleaned up after itself: no temp
+// file, no unfinished upload (List hides both, so ask Leftovers).
+func noLeftovers(t *testing.T, s sinks.Sink) {
+	t.Helper()
+	lo, err := s.Leftovers(context.Background(), "")
+	if err != nil || len(lo) != 0 {
+		t.Fatalf("a failed write left leftovers %+v (%v)", lo, err)
+	}
 }
 
 type errReader struct{ err error }
@@ -222,6 +272,20 @@ func read(t *testing.T, s sinks.Sink, key string) []byte {
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatalf("read %s: %v", key, err)
+	}
+	return b
+}
+
+func readAll(t *testing.T, p sinks.Pinned) []byte {
+	t.Helper()
+	rc, err := p.Open(context.Background())
+	if err != nil {
+		t.Fatalf("open pinned: %v", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read pinned: %v", err)
 	}
 	return b
 }

@@ -1,4 +1,4 @@
-package exec
+package format
 
 import (
 	"bufio"
@@ -20,17 +20,20 @@ const (
 
 // Layers describes how a stored backup is wrapped, outermost first.
 type Layers struct {
-	Encrypted   bool
+	Encryption  Encryption
 	Compression Compression
 	Kind        Kind
 }
+
+// Encrypted reports whether the outermost layer is encryption.
+func (l Layers) Encrypted() bool { return l.Encryption != Unencrypted }
 
 func (l Layers) String() string {
 	s := string(l.Kind)
 	if l.Compression != None && l.Compression != "" {
 		s = string(l.Compression) + " → " + s
 	}
-	if l.Encrypted {
+	if l.Encrypted() {
 		s = "encrypted → " + s
 	}
 	return s
@@ -38,33 +41,6 @@ func (l Layers) String() string {
 
 // ErrUnknownFormat is returned for bytes that are no backup BackupKit knows.
 var ErrUnknownFormat = errors.New("not a backup: unrecognised bytes")
-
-type layer int
-
-const (
-	layerUnknown layer = iota
-	layerEncrypted
-	layerGzip
-	layerZstd
-	layerCustom
-	layerSQL
-)
-
-func sniff(b []byte) layer {
-	switch {
-	case bytes.HasPrefix(b, []byte(encMagic)):
-		return layerEncrypted
-	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
-		return layerGzip
-	case bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return layerZstd
-	case bytes.HasPrefix(b, []byte("PGDMP")):
-		return layerCustom
-	case looksLikeSQL(b):
-		return layerSQL
-	}
-	return layerUnknown
-}
 
 func looksLikeSQL(b []byte) bool {
 	if len(b) == 0 {
@@ -102,12 +78,11 @@ func (d *Decoded) Close() error {
 }
 
 // Decode peels the layers of a stored backup by sniffing its bytes:
-// encryption, then gzip or zstd, down to a pg_dump custom archive or SQL
-// text. password may be empty when the backup is not encrypted.
+// encryption, then a codec, down to a pg_dump custom archive or SQL text.
+// password may be empty when the backup is not encrypted.
 func Decode(r io.Reader, password string) (*Decoded, error) {
 	d := &Decoded{Layers: Layers{Compression: None}}
 	br := bufio.NewReaderSize(r, 256<<10)
-	var cur io.Reader = br
 	for depth := 0; ; depth++ {
 		peek, err := br.Peek(512)
 		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
@@ -119,43 +94,34 @@ func Decode(r io.Reader, password string) (*Decoded, error) {
 			}
 			return nil, fmt.Errorf("%w: the decoded stream is empty", ErrTruncated)
 		}
-		switch l := sniff(peek); {
-		case l == layerEncrypted && !d.Layers.Encrypted && d.Layers.Compression == None:
-			dr, err := NewDecrypter(cur, password)
+		k, isCodec := sniffCodec(peek)
+		switch {
+		case bytes.HasPrefix(peek, []byte(encMagic)) && !d.Layers.Encrypted() && d.Layers.Compression == None:
+			dr, err := NewDecrypter(br, password)
 			if err != nil {
 				return nil, err
 			}
-			d.Layers.Encrypted = true
+			d.Layers.Encryption = Enc
 			br = bufio.NewReaderSize(dr, 256<<10)
-			cur = br
-		case (l == layerGzip || l == layerZstd) && d.Layers.Compression == None:
-			if l == layerGzip && len(peek) > 3 && peek[3]&0xe0 != 0 {
-				// RFC 1952: reserved flag bits must be zero.
-				return nil, fmt.Errorf("%w: gzip header has reserved flags set", ErrCorrupted)
-			}
-			c := Gzip
-			if l == layerZstd {
-				c = Zstd
-			}
-			zr, err := newDecompressor(cur, c)
+		case isCodec && d.Layers.Compression == None:
+			zr, err := k.reader(br)
 			if err != nil {
 				return nil, err
 			}
 			d.closers = append(d.closers, zr)
-			d.Layers.Compression = c
+			d.Layers.Compression = k.name
 			br = bufio.NewReaderSize(zr, 256<<10)
-			cur = br
-		case l == layerCustom:
+		case bytes.HasPrefix(peek, []byte("PGDMP")):
 			d.Layers.Kind = KindCustom
-			d.Reader = cur
+			d.Reader = br
 			return d, nil
-		case l == layerSQL:
+		case looksLikeSQL(peek):
 			d.Layers.Kind = KindSQL
-			d.Reader = cur
+			d.Reader = br
 			return d, nil
 		default:
 			d.Close()
-			if d.Layers.Encrypted || d.Layers.Compression != None {
+			if d.Layers.Encrypted() || d.Layers.Compression != None {
 				return nil, fmt.Errorf("%w: after %s the payload is neither a pg_dump archive nor SQL text", ErrCorrupted, d.Layers)
 			}
 			return nil, ErrUnknownFormat

@@ -1,4 +1,4 @@
-package exec
+package pg
 
 import (
 	"context"
@@ -10,26 +10,43 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Conn says how to reach a database, for SQL here and for the client
+// tools (exec), which get the password through their environment, never
+// their command line.
+type Conn struct {
+	Host     string
+	Port     int
+	Database string
+	User     string
+	Password string
+	SSLMode  string
+	// TLS files for sslmode verify-ca/verify-full and client certificates.
+	SSLRootCert, SSLCert, SSLKey string
+}
+
 // Connect opens a SQL connection (for checks, target preparation and
 // advisory locks; dumps and restores go through the client tools).
 func Connect(ctx context.Context, c Conn) (*pgx.Conn, error) {
-	u := url.URL{Scheme: "postgres", Host: c.Host + ":" + strconv.Itoa(c.Port), Path: "/" + c.Database}
-	if c.Password != "" {
-		u.User = url.UserPassword(c.User, c.Password)
-	} else {
-		u.User = url.User(c.User)
-	}
+	u := url.URL{Scheme: "postgres", Host: c.Host + ":" + strconv.Itoa(c.Port), Path: "/"}
 	q := url.Values{"application_name": {"backupkit"}, "connect_timeout": {"15"}}
 	if c.SSLMode != "" {
 		q.Set("sslmode", c.SSLMode)
 	} else {
 		q.Set("sslmode", "prefer")
 	}
+	for k, v := range map[string]string{"sslrootcert": c.SSLRootCert, "sslcert": c.SSLCert, "sslkey": c.SSLKey} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
 	u.RawQuery = q.Encode()
 	cfg, err := pgx.ParseConfig(u.String())
 	if err != nil {
 		return nil, fmt.Errorf("connection settings for %s: invalid", c.Database)
 	}
+	// Names are set as values, never parsed: a database named
+	// "dbname=x" or "postgres://…" stays a name.
+	cfg.Database, cfg.User, cfg.Password = c.Database, c.User, c.Password
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s@%s:%d/%s: %w", c.User, c.Host, c.Port, c.Database, err)
@@ -53,9 +70,25 @@ func ServerVersion(ctx context.Context, c Conn) (int, error) {
 
 // Target is what a restore target database holds now.
 type Target struct {
-	Exists     bool
-	UserTables int
+	Exists bool
+	// Objects counts what a user put there: tables, views, sequences,
+	// materialized views, foreign tables, composite types, functions,
+	// procedures, types, schemas (but public), extensions (but plpgsql)
+	// and large objects.
+	Objects int
 }
+
+// userObjects counts every user object of the connected database.
+const userObjects = `WITH sys AS (
+	SELECT oid FROM pg_namespace
+	WHERE nspname IN ('pg_catalog', 'information_schema') OR nspname LIKE 'pg\_toast%' OR nspname LIKE 'pg\_temp\_%')
+SELECT
+	(SELECT count(*) FROM pg_class WHERE relkind <> 't' AND relnamespace NOT IN (SELECT oid FROM sys))
+	+ (SELECT count(*) FROM pg_proc WHERE pronamespace NOT IN (SELECT oid FROM sys))
+	+ (SELECT count(*) FROM pg_type WHERE typrelid = 0 AND typcategory <> 'A' AND typnamespace NOT IN (SELECT oid FROM sys))
+	+ (SELECT count(*) FROM pg_namespace WHERE oid NOT IN (SELECT oid FROM sys) AND nspname <> 'public')
+	+ (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
+	+ (SELECT count(*) FROM pg_largeobject_metadata)`
 
 // InspectTarget looks at the restore target without changing it; c names
 // the target database, reached through the "postgres" maintenance one.
@@ -79,9 +112,7 @@ func InspectTarget(ctx context.Context, c Conn) (Target, error) {
 		return t, err
 	}
 	defer tc.Close(context.WithoutCancel(ctx))
-	err = tc.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')
-		AND n.nspname NOT LIKE 'pg_toast%'`).Scan(&t.UserTables)
+	err = tc.QueryRow(ctx, userObjects).Scan(&t.Objects)
 	return t, err
 }
 

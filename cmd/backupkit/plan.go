@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backupkit/backupkit/reconcile"
+)
+
+type planOptions struct {
+	db, at, output string
+	detailed       bool
+	runTimeout     time.Duration
+}
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var o planOptions
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Observe storage and show what apply would do; change nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			err := g.plan(cmd, o)
+			if err != nil && o.detailed {
+				// CI gates accept 0 and 2: every error must be 1.
+				return failure{err}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.db, "db", "", "only this database")
+	f.StringVar(&o.at, "at", "", "plan as of this time (RFC 3339) instead of now")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.BoolVar(&o.detailed, "detailed-exitcode", false, "exit 0 when nothing is to do, 2 when changes are pending, 1 on any error")
+	f.DurationVar(&o.runTimeout, "run-timeout", 0, "leftovers older than this are cleaned up (default 6h)")
+	return cmd
+}
+
+func (g *globals) plan(cmd *cobra.Command, o planOptions) error {
+	now := time.Now()
+	if o.at != "" {
+		t, err := time.Parse(time.RFC3339, o.at)
+		if err != nil {
+			return usagef("--at: want an RFC 3339 time such as 2026-11-25T02:00:00Z, got %q", o.at)
+		}
+		now = t
+	}
+	if err := outputFlag(o.output); err != nil {
+		return err
+	}
+	a, err := g.open(cmd.Context(), o.db)
+	if err != nil {
+		return err
+	}
+	obs := reconcile.Observe(cmd.Context(), a.dbs, a.stores, o.db)
+	p := reconcile.MakePlan(a.dbs, obs, now, reconcile.PlanOptions{Database: o.db, RunTimeout: o.runTimeout})
+	if o.output == "json" {
+		err = writeJSON(g.stdout, planJSON(p))
+	} else {
+		renderPlan(g.stdout, p)
+	}
+	if err != nil {
+		return err
+	}
+	if len(p.Unobserved) > 0 {
+		return fmt.Errorf("%d storage listing(s) failed: %s", len(p.Unobserved), strings.Join(p.Unobserved, ", "))
+	}
+	if o.detailed && !p.Empty() {
+		return exitCodeError{2}
+	}
+	return nil
+}
+
+type actionJSON struct {
+	Type        reconcile.ActionType `json:"type"`
+	Database    string               `json:"database"`
+	Storage     string               `json:"storage"`
+	Key         string               `json:"key,omitempty"`
+	Reason      string               `json:"reason"`
+	Forced      bool                 `json:"forced,omitempty"`
+	Conditional bool                 `json:"conditional,omitempty"`
+}
+
+type planDoc struct {
+	envelope
+	Now        time.Time    `json:"now"`
+	Actions    []actionJSON `json:"actions"`
+	Warnings   []string     `json:"warnings,omitempty"`
+	Unobserved []string     `json:"unobserved,omitempty"`
+}
+
+func actionOf(a reconcile.Action) actionJSON {
+	return actionJSON{Type: a.Type, Database: a.Database, Storage: a.Storage, Key: a.Key, Reason: a.Reason, Forced: a.Forced, Conditional: a.Conditional}
+}
+
+func planJSON(p reconcile.Plan) planDoc {
+	d := planDoc{envelope: v1, Now: p.Now, Actions: make([]actionJSON, len(p.Actions)), Warnings: p.Warnings, Unobserved: p.Unobserved}
+	for i, a := range p.Actions {
+		d.Actions[i] = actionOf(a)
+	}
+	return d
+}
+
+func renderPlan(w io.Writer, p reconcile.Plan) {
+	for _, a := range p.Actions {
+		switch a.Type {
+		case reconcile.ActBackup:
+			fmt.Fprintf(w, "+ backup %s → %s (%s)\n", a.Database, a.Storage, a.Reason)
+		case reconcile.ActPrune:
+			fmt.Fprintf(w, "- prune %s:%s (%s)\n", a.Storage, a.Key, a.Reason)
+		case reconcile.ActCleanup:
+			fmt.Fprintf(w, "~ cleanup %s:%s (%s)\n", a.Storage, a.Key, a.Reason)
+		}
+	}
+	for _, wn := range p.Warnings {
+		fmt.Fprintf(w, "! %s\n", wn)
+	}
+	switch {
+	case !p.Empty():
+		fmt.Fprintf(w, "Plan: %s.\n", p.Summary())
+	case len(p.Unobserved) > 0:
+		fmt.Fprintf(w, "No changes planned for the storages that were listed; %d could not be listed, so nothing can be decided for them.\n", len(p.Unobserved))
+	default:
+		fmt.Fprintln(w, "No changes: every backup is up to date and retention is satisfied.")
+	}
+}

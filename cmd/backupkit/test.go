@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backupkit/backupkit/alerting"
+	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/pg"
+	"github.com/backupkit/backupkit/sinks"
+)
+
+// checklist prints ✓/✗ lines and remembers failures.
+type checklist struct {
+	w      io.Writer
+	failed int
+}
+
+func (c *checklist) ok(format string, args ...any) { fmt.Fprintf(c.w, "✓ "+format+"\n", args...) }
+
+func (c *checklist) fail(hint string, format string, args ...any) {
+	c.failed++
+	fmt.Fprintf(c.w, "✗ "+format+"\n", args...)
+	if hint != "" {
+		fmt.Fprintf(c.w, "    hint: %s\n", hint)
+	}
+}
+
+func newTestCmd(g *globals) *cobra.Command {
+	var notify bool
+	cmd := &cobra.Command{
+		Use:   "test",
+		Short: "Check the setup: databases, pg_dump, storages, notification routes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := g.open(cmd.Context(), "")
+			if err != nil {
+				return err
+			}
+			c := &checklist{w: g.stdout}
+			g.checkSetup(cmd.Context(), a, c, notify)
+			if c.failed > 0 {
+				return fmt.Errorf("%d check(s) failed", c.failed)
+			}
+			fmt.Fprintln(g.stdout, "all checks passed")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&notify, "notify", false, "send a test event to every notification route")
+	return cmd
+}
+
+func (g *globals) checkSetup(ctx context.Context, a *app, c *checklist, notify bool) {
+	dumpMajor, dumpVersion, dumpErr := exec.ToolVersion(ctx, "pg_dump")
+	if dumpErr != nil {
+		c.fail("install the PostgreSQL client tools (postgresql-client) matching your server", "pg_dump: %v", dumpErr)
+	} else {
+		c.ok("%s", dumpVersion)
+	}
+	for i := range a.dbs {
+		db := &a.dbs[i]
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		v, err := pg.ServerVersion(cctx, db.Conn)
+		cancel()
+		switch {
+		case err != nil:
+			c.fail("check host, port, user, password and that the server accepts this client (pg_hba.conf)", "database %s: not reachable: %v", db.Name, err)
+		case dumpErr == nil && dumpMajor < v:
+			c.fail(fmt.Sprintf("install pg_dump %d or newer: an older pg_dump cannot dump a newer server", v),
+				"database %s: PostgreSQL %d, but pg_dump is %d", db.Name, v, dumpMajor)
+		default:
+			c.ok("database %s: reachable, PostgreSQL %d", db.Name, v)
+		}
+	}
+	for _, st := range a.cfg.Storage {
+		s := a.stores[st.Name]
+		if err := probe(ctx, s); err != nil {
+			c.fail("check the path or bucket exists and that BackupKit may write, read and delete there", "storage %s (%s): %v", st.Name, s.Describe(), err)
+		} else {
+			c.ok("storage %s (%s): write, read back, delete", st.Name, s.Describe())
+		}
+	}
+	for i, n := range routesOf(a.cfg) {
+		name := fmt.Sprintf("notification %d (%s, on %s)", i, n.Type, strings.Join(n.On, ","))
+		if !notify {
+			c.ok("%s: well-formed (send a test event with --notify)", name)
+			continue
+		}
+		d := alerting.New([]alerting.Route{n}, alerting.Options{})
+		if err := d.Send(ctx, alerting.NewEvent(alerting.KindTest, "", "success")); err != nil {
+			c.fail("check the URL or SMTP settings; the error above says what the server answered", "%s: %v", name, err)
+		} else {
+			c.ok("%s: test event delivered", name)
+		}
+	}
+}
+
+// probe writes, reads back and deletes a small object.
+func probe(ctx context.Context, s sinks.Sink) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	key := ".backupkit-probe/" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	want := "backupkit probe " + key
+	if _, err := s.Put(ctx, key, strings.NewReader(want)); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	defer s.Delete(context.WithoutCancel(ctx), key)
+	rc, err := s.Open(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if string(got) != want {
+		return errors.New("read back different bytes")
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/pg"
+)
+
+// DumpOptions say how pg_dump runs.
+type DumpOptions struct {
+	Conn pg.Conn
+	// Tool is the pg_dump to run (a path, or a name looked up in PATH);
+	// empty means "pg_dump".
+	Tool string
+	// LockWaitTimeout bounds pg_dump's wait for a table lock (0: wait
+	// forever), so a backup never hangs behind a long transaction.
+	LockWaitTimeout time.Duration
+	// Compress lets pg_dump compress the archive itself; BackupKit turns
+	// it off when it compresses the stream.
+	Compress bool
+}
+
+// copyBufSize is the read size from pg_dump's stdout.
+const copyBufSize = 1 << 20
+
+// Dump runs pg_dump in custom format and streams its output to w. With
+// compress false pg_dump's own compression is turned off (BackupKit
+// compresses instead). A write error to w stops pg_dump; a pg_dump
+// failure returns its stderr.
+func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	args := []string{"--format=custom", "--no-password"}
+	if !o.Compress {
+		args = append(args, "--compress=0")
+	}
+	if o.LockWaitTimeout > 0 {
+		args = append(args, fmt.Sprintf("--lock-wait-timeout=%d", o.LockWaitTimeout.Milliseconds()))
+	}
+	tool := o.Tool
+	if tool == "" {
+		tool = "pg_dump"
+	}
+	cmd, stderr := command(ctx, o.Conn, tool, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, toolError("pg_dump", err, stderr)
+	}
+	growPipe(out)
+	n, copyErr := copyAhead(w, out)
+	if copyErr != nil {
+		cancel() // stop pg_dump; its output has nowhere to go
+	}
+	waitErr := cmd.Wait()
+	switch {
+	case parent.Err() != nil:
+		// Cancelled from outside: that is the cause, whatever the pipes say.
+		return n, fmt.Errorf("pg_dump cancelled: %w", context.Cause(parent))
+	case copyErr != nil:
+		return n, copyErr
+	case waitErr != nil:
+		return n, toolError("pg_dump", waitErr, stderr)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("pg_dump wrote nothing")
+	}
+	return n, nil
+}
+
+// onlyWriter hides ReadFrom so io.CopyBuffer uses our large buffer.
+type onlyWriter struct{ io.Writer }
+
+// Read-ahead between pg_dump and the pipeline: pg_dump keeps dumping
+// while a block is compressed, instead of stalling on a full pipe.
+const (
+	aheadBufs = 4
+	aheadSize = 256 << 10
+)
+
+// copyAhead copies r to w with a reader goroutine that fills up to
+// aheadBufs buffers ahead of the writer. It returns once r is drained
+// or w failed (then r is drained by the goroutine until the caller
+// stops the producer).
+func copyAhead(w io.Writer, r io.Reader) (int64, error) {
+	full := make(chan []byte, aheadBufs)
+	free := make(chan []byte, aheadBufs)
+	for i := 0; i < aheadBufs; i++ {
+		free <- make([]byte, aheadSize)
+	}
+	var readErr error
+	go func() {
+		defer close(full)
+		for buf := range free {
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				full <- buf[:n]
+			}
+			if err != nil {
+				if err != io.EOF && err != io.ErrUnexpectedEOF {
+					readErr = err
+				}
+				return
+			}
+		}
+	}()
+	var total int64
+	var werr error
+	for buf := range full {
+		if werr == nil {
+			var k int
+			k, werr = w.Write(buf)
+			total += int64(k)
+			if werr != nil {
+				close(free) // the reader stops after its current read
+				continue
+			}
+		}
+		if werr == nil {
+			free <- buf[:cap(buf)]
+		}
+	}
+	if werr != nil {
+		return total, werr
+	}
+	return total, readErr
+}
+
+// growPipe asks for a 1 MiB pipe buffer (Linux), so pg_dump can run
+// further ahead; failure is harmless.
+func growPipe(r io.Reader) {
+	if f, ok := r.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}); ok {
+		if rc, err := f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { setPipeSize(fd, 1<<20) })
+		}
+	}
+}
+
+// BackupOptions say how one database is dumped and wrapped.
+type BackupOptions struct {
+	Dump        DumpOptions
+	Compression format.Compression
+	Level       int
+	// Password encrypts the backup; empty means not encrypted.
+	Password string
+}
+
+// Ext is the key suffix of a backup made with these options.
+func (o BackupOptions) Ext() format.Ext {
+	e := format.Ext{Compression: o.Compression}
+	if e.Compression == "" {
+		e.Compression = format.None
+	}
+	if o.Password != "" {
+		e.Encryption = format.Enc
+	}
+	return e
+}
+
+// Backup streams pg_dump → compression → encryption into w and returns
+// the number of bytes pg_dump produced. Memory is bounded by the stages'
+// buffers. On error, what was written to w is not a complete backup.
+func Backup(ctx context.Context, o BackupOptions, w io.Writer) (int64, error) {
+	var dst io.Writer = w
+	var enc io.WriteCloser
+	if o.Password != "" {
+		var err error
+		if enc, err = format.NewEncrypter(w, o.Password); err != nil {
+			return 0, err
+		}
+		dst = enc
+	}
+	comp, err := format.NewCompressor(dst, o.Compression, o.Level)
+	if err != nil {
+		return 0, err
+	}
+	d := o.Dump
+	d.Compress = o.Compression == format.None || o.Compression == ""
+	n, err := Dump(ctx, d, comp)
+	if cerr := comp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("compress: %w", cerr)
+	}
+	if err != nil {
+		return n, err
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return n, fmt.Errorf("encrypt: %w", err)
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,54 @@
+package format
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseKey(t *testing.T) {
+	want := time.Date(2026, 11, 25, 2, 0, 7, 123456789, time.UTC)
+	for k, ext := range map[string]Ext{
+		"app_db/20261125_020007.123456789Z.dump":         {None, Unencrypted},
+		"app_db/20261125_020007.123456789Z.dump.gz":      {Gzip, Unencrypted},
+		"app_db/20261125_020007.123456789Z.dump.zst":     {Zstd, Unencrypted},
+		"app_db/20261125_020007.123456789Z.dump.enc":     {None, Enc},
+		"app_db/20261125_020007.123456789Z.dump.gz.enc":  {Gzip, Enc},
+		"app_db/20261125_020007.123456789Z.dump.zst.enc": {Zstd, Enc},
+	} {
+		n, ok := ParseKey(k)
+		if !ok || n.Database != "app_db" || !n.Time.Equal(want) || n.Ext != ext {
+			t.Errorf("%s: %+v %v", k, n, ok)
+		}
+		if Key("app_db", want, ext) != k {
+			t.Errorf("Key does not round-trip %s: %s", k, Key("app_db", want, ext))
+		}
+	}
+	for _, k := range []string{
+		"20261125_020007.123456789Z.dump", "/20261125_020007.123456789Z.dump",
+		"a/b/20261125_020007.123456789Z.dump", "app/20261125_020007.123456789Z.dump.bak",
+		"app/20261125_020007.123456789Z.dump.sha256", "app/20261125_020007.123456789Z.dump.gz.sha256",
+		"app/20261325_020007.123456789Z.dump", "app/20260231_020007.123456789Z.dump",
+		"app/20261125_250007.123456789Z.dump", "app/2026112a_020007.123456789Z.dump",
+		"app/20261125-020007.123456789Z.dump", "app/20261125_020007.12345678Z.dump",
+		"app/.20261125_020007.123456789Z.dump.tmp-abc", "app/notes.txt", "app/",
+		"app/20261125_020007.123456789Z.dump.enc.gz", "../20261125_020007.123456789Z.dump",
+		"app/20261125_020007.123456789Z.dump.gz.gz",
+	} {
+		if _, ok := ParseKey(k); ok {
+			t.Errorf("%s parsed as a backup", k)
+		}
+	}
+}
+
+func TestSidecarLine(t *testing.T) {
+	sum := "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+	got, err := ParseSum([]byte(SumLine(sum, "app/x.dump.gz")))
+	if err != nil || got != "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" {
+		t.Fatalf("%q %v", got, err)
+	}
+	for _, bad := range []string{"", "abc  x", sum[:63] + "g  x"} {
+		if _, err := ParseSum([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

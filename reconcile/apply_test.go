@@ -1,0 +1,201 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backupkit/backupkit/repo"
+	"github.com/backupkit/backupkit/sinks"
+)
+
+// fakeDumper writes a few bytes, then fails when fail is set.
+type fakeDumper struct{ fail bool }
+
+func (f fakeDumper) Dump(ctx context.Context, db *Database, w io.Writer) (int64, error) {
+	n, _ := w.Write([]byte("PGDMP fake dump"))
+	if f.fail {
+		return int64(n), errors.New("pg_dump died")
+	}
+	return int64(n), nil
+}
+
+// fakeLocker grants or refuses the lock; onLock runs when it is granted
+// (another process finishing a backup just before we got the lock).
+type fakeLocker struct {
+	held   bool
+	onLock func()
+}
+
+func (f fakeLocker) TryLock(ctx context.Context, db *Database) (func(), bool, error) {
+	if f.held {
+		return nil, false, nil
+	}
+	if f.onLock != nil {
+		f.onLock()
+	}
+	return func() {}, true, nil
+}
+
+func backupsIn(t *testing.T, s sinks.Sink) []repo.Backup {
+	t.Helper()
+	bs, err := repo.List(context.Background(), s, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bs
+}
+
+func keysOf(bs []repo.Backup) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestApplyPrunesOnlyOnWhatExists runs real plans through the real
+// runner against a real folder, with the planned backup succeeding,
+// failing, skipped because the lock is held, or skipped because another
+// process took it just before: what is left is always exactly what
+// retention keeps of what exists, and never loses the newest backup.
+func TestApplyPrunesOnlyOnWhatExists(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	now := ts("2026-11-25T12:30:00Z")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i := 0; i < 300; i++ {
+		scenario := []string{"succeeds", "fails", "lock held", "taken meanwhile", "newest deleted meanwhile"}[i%5]
+		root := t.TempDir()
+		store := sinks.NewLocal("local", root)
+		r := randomPolicy(rng)
+		if *r == (Retention{}) {
+			r.KeepLast = 1
+		}
+		hist := randomHistory(rng, now.Add(-time.Hour)) // so the hourly slot is due
+		for _, b := range hist.Backups {
+			os.MkdirAll(filepath.Join(root, "app"), 0o700)
+			os.WriteFile(filepath.Join(root, b.Key), []byte("old"), 0o600)
+		}
+		schedule := "0 * * * *"
+		if scenario == "newest deleted meanwhile" {
+			schedule = "" // prunes only
+			if i%10 == 4 {
+				r = &Retention{KeepLast: 1} // the second newest is planned for pruning
+			}
+		}
+		dbs := cfgWith(schedule, r, nil)
+		obs := Observe(context.Background(), dbs, map[string]sinks.Sink{"local": store}, "")
+		p := MakePlan(dbs, obs, now, PlanOptions{})
+		if p.Count(ActBackup) != 1 && schedule != "" {
+			t.Fatalf("case %d: no backup planned: %+v", i, p.Actions)
+		}
+		before := backupsIn(t, store)
+		runner := &Runner{Databases: dbs, Sinks: map[string]sinks.Sink{"local": store}, Log: log,
+			Now: func() time.Time { return now }, Dumper: fakeDumper{fail: scenario == "fails"}, Locker: fakeLocker{held: scenario == "lock held"}}
+		var other string
+		if scenario == "taken meanwhile" {
+			other = keyAt(now.Add(-time.Second))
+			runner.Locker = fakeLocker{onLock: func() { os.WriteFile(filepath.Join(root, other), []byte("theirs"), 0o600) }}
+		}
+		if scenario == "newest deleted meanwhile" {
+			if p.Count(ActPrune) == 0 {
+				continue // nothing to apply: no lock is taken
+			}
+			// Someone removed the newest backup between plan and apply.
+			gone := before[0].Key
+			runner.Locker = fakeLocker{onLock: func() { os.Remove(filepath.Join(root, gone)) }}
+			before = before[1:]
+		}
+		rep := runner.Apply(context.Background(), p)
+		after := backupsIn(t, store)
+		switch scenario {
+		case "newest deleted meanwhile":
+			if len(before) > 0 && (len(after) == 0 || after[0].Key != before[0].Key) {
+				t.Fatalf("case %d: the newest remaining backup %s was pruned: left %v", i, before[0].Key, keysOf(after))
+			}
+		case "fails", "lock held":
+			// Nothing new exists: nothing may be deleted at all.
+			if fmt.Sprint(keysOf(after)) != fmt.Sprint(keysOf(before)) {
+				t.Fatalf("case %d (%s, policy %+v): storage changed from %v to %v", i, scenario, r, keysOf(before), keysOf(after))
+			}
+		default:
+			// A new backup exists: retention of the fresh listing.
+			if len(after) == 0 || !after[0].Time.After(before[0].Time) {
+				t.Fatalf("case %d (%s): the new backup is missing: %v", i, scenario, keysOf(after))
+			}
+			withNew := backupsIn(t, store)
+			_ = withNew
+			var fresh []repo.Backup
+			fresh = append(fresh, after[0])
+			fresh = append(fresh, before...)
+			want := map[string]bool{}
+			for _, b := range fresh {
+				want[b.Key] = true
+			}
+			for _, k := range oraclePrunes(fresh, r, time.UTC, nil) {
+				want[k] = false
+			}
+			// Apply never prunes more than the plan showed.
+			planned := map[string]bool{}
+			for _, k := range prunesOf(p) {
+				planned[k] = true
+			}
+			var wantKeys []string
+			for k, keep := range want {
+				if keep || !planned[k] {
+					wantKeys = append(wantKeys, k)
+				}
+			}
+			sort.Strings(wantKeys)
+			if fmt.Sprint(keysOf(after)) != fmt.Sprint(wantKeys) {
+				t.Fatalf("case %d (%s, policy %+v):\nleft %v\nwant %v", i, scenario, r, keysOf(after), wantKeys)
+			}
+		}
+		for _, o := range rep.Outcomes {
+			if o.Type == ActPrune && o.Err != nil {
+				t.Fatalf("case %d: prune failed: %v", i, o.Err)
+			}
+		}
+		if scenario == "taken meanwhile" {
+			if !strings.Contains(fmt.Sprint(rep.Outcomes[0].Skip), string(SkipTaken)) {
+				t.Fatalf("case %d: backup outcome %+v, want skipped as taken", i, rep.Outcomes[0])
+			}
+		}
+	}
+}
+
+// TestBackoffHasJitter: retries of a failing database are spread, not in
+// step, and stay within the policy's bounds.
+func TestBackoffHasJitter(t *testing.T) {
+	d := &Daemon{Interval: time.Minute}
+	seen := map[time.Duration]bool{}
+	for i := 0; i < 50; i++ {
+		b := d.policy()
+		w := b.NextBackOff()
+		if w < 48*time.Second || w > 72*time.Second {
+			t.Fatalf("first wait %v outside 1m ± 20%%", w)
+		}
+		seen[w.Round(time.Second)] = true
+	}
+	if len(seen) < 5 {
+		t.Fatalf("50 first waits took only %d values: no jitter", len(seen))
+	}
+	b := (&Daemon{Interval: time.Minute, Jitter: -1}).policy()
+	var waits []time.Duration
+	for i := 0; i < 8; i++ {
+		waits = append(waits, b.NextBackOff())
+	}
+	if fmt.Sprint(waits) != "[1m0s 2m0s 4m0s 8m0s 16m0s 32m0s 1h0m0s 1h0m0s]" {
+		t.Fatalf("waits without jitter: %v", waits)
+	}
+}

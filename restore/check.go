@@ -1,0 +1,143 @@
+package restore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/repo"
+)
+
+// ErrRefused marks a backup refused before any database was touched.
+var ErrRefused = errors.New("restore refused; the target database was not changed")
+
+// CheckOptions say what a backup of this database must look like.
+type CheckOptions struct {
+	Password string
+	// Encrypted: the config encrypts this database's backups, so a payload
+	// that is not encrypted (not authenticated) is refused unless
+	// AllowUnencrypted.
+	Encrypted        bool
+	AllowUnencrypted bool
+	// Compression is the config's codec; with Strict a backup whose
+	// layers differ from the config is refused, else it is a warning.
+	Compression format.Compression
+	Strict      bool
+	// AllowSQL allows SQL-text payloads (restored with psql).
+	AllowSQL bool
+}
+
+// Checked is what the check pass proved about a backup.
+type Checked struct {
+	Layers   format.Layers
+	Stored   int64 // bytes read from storage
+	Decoded  int64 // bytes of the pg_dump archive or SQL text
+	Entries  int   // table-of-contents entries of a custom archive
+	Warnings []string
+	spool    string
+}
+
+// check is the first pass: it reads every stored byte (checking the
+// recorded SHA-256), decrypts and authenticates every chunk, decompresses
+// to the end, and has pg_restore read the archive's table of contents, or
+// checks SQL text is a pg_dump plain dump. With spool set it also writes
+// the decoded archive there, for pg_restore --jobs. Nothing is touched.
+func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spool *os.File) (Checked, error) {
+	var c Checked
+	rc, err := p.Open(ctx)
+	if err != nil {
+		return c, err
+	}
+	defer rc.Close()
+	counted := &countReader{r: rc}
+	dec, err := format.Decode(counted, o.Password)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	defer dec.Close()
+	c.Layers = dec.Layers
+	if err := c.fits(src, o); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	decoded := &countReader{r: dec}
+	var r io.Reader = decoded
+	if spool != nil {
+		r = io.TeeReader(decoded, spool)
+	}
+	switch c.Layers.Kind {
+	case format.KindCustom:
+		c.Entries, err = exec.ListArchive(ctx, r)
+	default:
+		err = checkSQL(r)
+	}
+	c.Stored, c.Decoded = counted.n, decoded.n
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return c, nil
+}
+
+// fits checks the payload's layers against the key and the config.
+func (c *Checked) fits(src Source, o CheckOptions) error {
+	got := c.Layers
+	if !got.Encrypted() {
+		switch {
+		case got.Kind == format.KindSQL && o.Encrypted:
+			return fmt.Errorf("the backup is unencrypted SQL text, but this database's backups are encrypted: the SQL fallback runs only on authenticated payloads")
+		case o.Encrypted && !o.AllowUnencrypted:
+			return fmt.Errorf("the backup is not encrypted, but this database's backups are: its bytes cannot be authenticated (pass --allow-unencrypted only if you trust where it came from)")
+		case src.Name.Ext.Encryption != format.Unencrypted && !o.AllowUnencrypted:
+			return fmt.Errorf("%s is named as encrypted, but its bytes are not: refusing it (pass --allow-unencrypted only if you trust where it came from)", src.Desc)
+		}
+	}
+	if got.Kind == format.KindSQL && !o.AllowSQL {
+		return fmt.Errorf("the backup holds SQL text, not a pg_dump archive: pass --allow-sql-fallback to restore it with psql")
+	}
+	want := format.Layers{Encryption: format.Unencrypted, Compression: o.Compression}
+	if o.Encrypted {
+		want.Encryption = format.Enc
+	}
+	if want.Compression == "" {
+		want.Compression = format.None
+	}
+	if got.Encryption != want.Encryption || got.Compression != want.Compression {
+		msg := fmt.Sprintf("payload is %s but the config says %s", got, format.Layers{Encryption: want.Encryption, Compression: want.Compression, Kind: got.Kind})
+		if o.Strict {
+			return fmt.Errorf("--strict-sniff: %s", msg)
+		}
+		c.Warnings = append(c.Warnings, "pipeline mismatch; restoring what the bytes say: "+msg)
+	}
+	return nil
+}
+
+// ErrNotADump means SQL text that is not a pg_dump plain-text dump.
+var ErrNotADump = errors.New("the SQL text is not a pg_dump plain-text dump")
+
+// checkSQL reads SQL text to its end and checks it starts like a pg_dump
+// plain dump ("-- PostgreSQL database dump" in its first lines).
+func checkSQL(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, _ := br.Peek(4 << 10)
+	if !bytes.Contains(head, []byte("-- PostgreSQL database dump")) {
+		return ErrNotADump
+	}
+	_, err := io.Copy(io.Discard, br)
+	return err
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,196 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/pg"
+)
+
+// Options say where and how a backup is restored.
+type Options struct {
+	Target pg.Conn // Database is the target database
+	Check  CheckOptions
+	// Clean drops the target's objects first (pg_restore --clean);
+	// without it a target that holds objects is refused.
+	Clean             bool
+	SingleTransaction bool
+	Jobs              int
+	// TempDir is where --jobs spools the decoded archive (created 0700).
+	TempDir string
+	// Force allows restoring into postgres, template0 or template1.
+	Force bool
+	// Tool is the pg_restore to run ("" = pg_restore on PATH).
+	Tool string
+	// Progress, when set, is told the stored bytes read by the restore.
+	Progress func(n int)
+	Log      *slog.Logger
+}
+
+// Result is what a restore did.
+type Result struct {
+	Checked
+	Created  bool
+	Duration time.Duration
+}
+
+// ErrUsage marks options that cannot go together.
+var ErrUsage = errors.New("invalid restore options")
+
+// maintenance databases are refused as targets without Force.
+var maintenance = map[string]bool{"postgres": true, "template0": true, "template1": true}
+
+// Run restores src into o.Target: it inspects the target, refuses what
+// would lose data, checks the whole backup, creates a missing target,
+// restores the bytes it checked, and drops a target it created when the
+// restore fails. An error says what state the target is in.
+func Run(ctx context.Context, src Source, o Options) (Result, error) {
+	start := time.Now()
+	var res Result
+	if o.SingleTransaction && o.Jobs > 1 {
+		return res, fmt.Errorf("%w: --single-transaction cannot be combined with --jobs > 1 (pg_restore runs the jobs in separate sessions)", ErrUsage)
+	}
+	if maintenance[o.Target.Database] && !o.Force {
+		return res, fmt.Errorf("%w: %s is a maintenance database; restoring into it needs --force", ErrRefused, o.Target.Database)
+	}
+	t, err := pg.InspectTarget(ctx, o.Target)
+	if err != nil {
+		return res, fmt.Errorf("inspect target database %s: %w", o.Target.Database, err)
+	}
+	if t.Exists && t.Objects > 0 && !o.Clean {
+		return res, fmt.Errorf("%w: target database %s already holds %d object(s) (tables, views, functions, types…): pass --clean to replace them, or --to-database NEW",
+			ErrRefused, o.Target.Database, t.Objects)
+	}
+	p, err := src.pin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("open %s: %w", src.Desc, err)
+	}
+	defer p.Close()
+
+	var spool *os.File
+	if o.Jobs > 1 {
+		if spool, err = newSpool(o.TempDir); err != nil {
+			return res, err
+		}
+		defer os.Remove(spool.Name())
+		defer spool.Close()
+	}
+	o.log().Info("checking backup", "from", src.Desc)
+	res.Checked, err = check(ctx, src, p, o.Check, spool)
+	if err != nil {
+		return res, err
+	}
+	for _, w := range res.Warnings {
+		o.log().Warn(w)
+	}
+	if res.Layers.Kind == format.KindSQL && o.Jobs > 1 {
+		return res, fmt.Errorf("%w: --jobs needs a pg_dump archive; this backup is SQL text", ErrRefused)
+	}
+	if spool != nil {
+		if err := spool.Sync(); err != nil {
+			return res, fmt.Errorf("spool for --jobs: %w", err)
+		}
+	}
+	if !res.Layers.Encrypted() && res.Layers.Compression == format.None && p.SHA256 == "" && o.Jobs <= 1 && !o.SingleTransaction {
+		// Nothing in these bytes proves they are complete: make the
+		// restore all-or-nothing instead.
+		o.log().Info("backup has no checksum, compression or encryption to prove it complete; restoring in one transaction")
+		o.SingleTransaction = true
+	}
+	if !t.Exists {
+		if err := pg.CreateDatabase(ctx, o.Target); err != nil {
+			return res, fmt.Errorf("create database %s: %w", o.Target.Database, err)
+		}
+		res.Created = true
+	}
+	o.log().Info("restoring", "from", src.Desc, "layers", res.Layers.String(), "database", o.Target.Database)
+	if err := o.restore(ctx, p, res.Checked, spool); err != nil {
+		return res, o.failed(ctx, err, res.Created)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// restore is the second pass, over the pinned bytes (or the spool).
+func (o Options) restore(ctx context.Context, p pinned, c Checked, spool *os.File) error {
+	args := exec.RestoreArgs{Clean: o.Clean, SingleTransaction: o.SingleTransaction, Jobs: o.Jobs, Tool: o.Tool}
+	if spool != nil {
+		return exec.PgRestore(ctx, o.Target, args, spool.Name(), nil)
+	}
+	rc, err := p.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	if o.Progress != nil {
+		r = progressReader{rc, o.Progress}
+	}
+	dec, err := format.Decode(r, o.Check.Password)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	if dec.Layers != c.Layers {
+		return fmt.Errorf("%w: the backup changed between the check and the restore", format.ErrCorrupted)
+	}
+	if c.Layers.Kind == format.KindSQL {
+		return exec.Psql(ctx, o.Target, o.SingleTransaction, dec)
+	}
+	return exec.PgRestore(ctx, o.Target, args, "", dec)
+}
+
+type pinned interface {
+	Open(ctx context.Context) (io.ReadCloser, error)
+}
+
+// failed says what state the target is in after a failed restore.
+func (o Options) failed(ctx context.Context, err error, created bool) error {
+	switch {
+	case created:
+		if derr := pg.DropDatabase(context.WithoutCancel(ctx), o.Target); derr != nil {
+			return fmt.Errorf("%w; database %s, which this restore created, is partially restored and could not be dropped: %v", err, o.Target.Database, derr)
+		}
+		return fmt.Errorf("%w; database %s, which this restore created, was dropped again", err, o.Target.Database)
+	case o.SingleTransaction:
+		return fmt.Errorf("%w; the restore ran in one transaction, which was rolled back: %s is unchanged", err, o.Target.Database)
+	default:
+		return fmt.Errorf("%w; database %s may be PARTIALLY restored (use --single-transaction for all-or-nothing restores)", err, o.Target.Database)
+	}
+}
+
+// Verify reads a whole backup as a restore's check pass does; it changes
+// nothing.
+func Verify(ctx context.Context, src Source, o CheckOptions) (Checked, error) {
+	p, err := src.pin(ctx)
+	if err != nil {
+		return Checked{}, fmt.Errorf("open %s: %w", src.Desc, err)
+	}
+	defer p.Close()
+	return check(ctx, src, p, o, nil)
+}
+
+func (o Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Log
+}
+
+type progressReader struct {
+	r io.Reader
+	f func(int)
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.f(n)
+	return n, err
+}
