@@ -39,6 +39,8 @@ type Checked struct {
 	Stored   int64 // bytes read from storage
 	Decoded  int64 // bytes of the pg_dump archive or SQL text
 	Entries  int   // table-of-contents entries of a custom archive
+	// Archive is what the walk of a custom archive found (nil for SQL).
+	Archive  *format.ArchiveInfo
 	Warnings []string
 	spool    string
 }
@@ -72,7 +74,11 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 	}
 	switch c.Layers.Kind {
 	case format.KindCustom:
-		c.Entries, err = exec.ListArchive(ctx, r)
+		c.Archive, c.Entries, err = checkArchive(ctx, r)
+		if err == nil && spool != nil {
+			// Tell pg_restore --jobs where each block is.
+			err = format.PatchOffsets(spool, c.Archive)
+		}
 	default:
 		err = checkSQL(r)
 	}
@@ -114,6 +120,37 @@ func (c *Checked) fits(src Source, o CheckOptions) error {
 		c.Warnings = append(c.Warnings, "pipeline mismatch; restoring what the bytes say: "+msg)
 	}
 	return nil
+}
+
+// checkArchive reads a custom archive to its end twice over at once:
+// pg_restore --list reads its table of contents (so the pg_restore that
+// will restore it can), and the walk checks every data block is there,
+// whole, to the end of the stream.
+func checkArchive(ctx context.Context, r io.Reader) (*format.ArchiveInfo, int, error) {
+	pr, pw := io.Pipe()
+	type walked struct {
+		info *format.ArchiveInfo
+		err  error
+	}
+	done := make(chan walked, 1)
+	go func() {
+		info, err := format.WalkArchive(pr)
+		if err == nil {
+			err = errors.New("the archive ended before the stream did")
+			if _, rerr := pr.Read(make([]byte, 1)); rerr == io.EOF {
+				err = nil
+			}
+		}
+		pr.CloseWithError(err)
+		done <- walked{info, err}
+	}()
+	entries, lerr := exec.ListArchive(ctx, io.TeeReader(r, pw))
+	pw.CloseWithError(lerr)
+	w := <-done
+	if w.err != nil {
+		return nil, entries, w.err
+	}
+	return w.info, entries, lerr
 }
 
 // ErrNotADump means SQL text that is not a pg_dump plain-text dump.

@@ -272,7 +272,7 @@ func TestCheckRefusesDamage(t *testing.T) {
 		{"truncated encrypted (header)", enc[:40], encExt, "right", format.ErrTruncated},
 		{"flipped encrypted body", flip(enc, len(enc)/2), encExt, "right", format.ErrCorrupted},
 		{"flipped encrypted header", flip(enc, 20), encExt, "right", format.ErrCorrupted},
-		{"truncated gzip", gz[:len(gz)/2], gzExt, "", io.ErrUnexpectedEOF},
+		{"truncated gzip", gz[:len(gz)/2], gzExt, "", format.ErrTruncated},
 		{"flipped gzip tail (crc)", flip(gz, len(gz)-6), gzExt, "", nil},
 		{"not a backup", bytes.Repeat([]byte{0, 1, 2, 3}, 100), gzExt, "", format.ErrUnknownFormat},
 		{"empty file", nil, gzExt, "", format.ErrTruncated},

@@ -135,7 +135,10 @@ func (pg PG) TableChecksums(t testing.TB, db string) map[string]string {
 	tables := pg.Query(t, db, `SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
 		WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1`)
 	out := map[string]string{}
-	for _, tb := range strings.Fields(tables) {
+	for _, tb := range strings.Split(tables, "\n") {
+		if tb == "" {
+			continue
+		}
 		out[tb] = pg.Query(t, db, fmt.Sprintf(
 			`SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM %s x`, tb))
 	}
