@@ -35,10 +35,10 @@ type CheckOptions struct {
 
 // Checked is what the check pass proved about a backup.
 type Checked struct {
-	Layers   format.Layers
-	Stored   int64 // bytes read from storage
-	Decoded  int64 // bytes of the pg_dump archive or SQL text
-	Entries  int   // table-of-contents entries of a custom archive
+	Layers  format.Layers
+	Stored  int64 // bytes read from storage
+	Decoded int64 // bytes of the pg_dump archive or SQL text
+	Entries int   // table-of-contents entries of a custom archive
 	// Archive is what the walk of a custom archive found (nil for SQL).
 	Archive  *format.ArchiveInfo
 	Warnings []string
