@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/fault"
 	"github.com/backupkit/backupkit/pg"
 )
 
@@ -68,7 +70,11 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 	case copyErr != nil:
 		return n, copyErr
 	case waitErr != nil:
-		return n, toolError("pg_dump", waitErr, stderr)
+		err := toolError(tool, waitErr, stderr)
+		if s := stderr.String(); strings.Contains(s, "LOCK TABLE") && strings.Contains(s, "timeout") {
+			return n, fault.Mark(fault.Transient, fmt.Errorf("pg_dump could not lock a table within lock_wait_timeout (%s): another transaction holds a conflicting lock: %w", o.LockWaitTimeout, err))
+		}
+		return n, err
 	}
 	if n == 0 {
 		return 0, fmt.Errorf("pg_dump wrote nothing")

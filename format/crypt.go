@@ -12,8 +12,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"runtime"
+	"runtime/debug"
 
+	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/scrypt"
 )
 
@@ -22,18 +23,20 @@ import (
 //	offset size field
 //	0      7    magic "BKITENC"
 //	7      1    format version (1)
-//	8      1    KDF id (1 = scrypt)
-//	9      1    scrypt log2(N)
-//	10     1    scrypt r
-//	11     1    scrypt p
+//	8      1    KDF id (1 = scrypt, 2 = Argon2id)
+//	9      3    KDF parameters: scrypt log2(N), r, p;
+//	            Argon2id log2(memory in KiB), time (passes), threads
 //	12     16   random salt
 //	28     4    plaintext chunk size
 //	32     32   key check: HMAC-SHA256(check key, bytes 0..31)
 //	64     4    CRC-32 (IEEE) of bytes 0..63
 //	68          chunks
 //
-// scrypt(password, salt) gives 64 bytes: the AES-256 key and the check
-// key. Each chunk is AES-256-GCM sealed, its plaintext exactly the chunk
+// The KDF turns the password and salt into 64 bytes: the AES-256 key and
+// the check key. New backups use Argon2id with 64 MiB, 3 passes, 4 threads
+// (above OWASP's minimum); scrypt (id 1) is read for older backups. The
+// parameters come from an unauthenticated header, so they are capped
+// before any work: at most 256 MiB and bounded passes and threads. Each chunk is AES-256-GCM sealed, its plaintext exactly the chunk
 // size except for the last, which holds 0..chunk size bytes. The 12-byte
 // nonce is [last flag (1 byte), 0, 0, 0, chunk index (8 bytes)] and the
 // 68-byte header is the additional data of every chunk. A wrong password
@@ -41,17 +44,52 @@ import (
 // or missing chunk fails authentication; a stream that stops before a
 // chunk sealed as last is truncated.
 const (
-	encMagic      = "BKITENC"
-	encVersion    = 1
-	kdfScrypt     = 1
-	headerSize    = 68
-	tagSize       = 16
-	chunkSize     = 512 << 10
-	defaultLogN   = 14 // N = 16384, r = 8: 16 MiB per derivation
-	defaultScrypR = 8
-	defaultScrypP = 1
-	maxChunkSize  = 16 << 20
+	encMagic     = "BKITENC"
+	encVersion   = 1
+	kdfScrypt    = 1
+	kdfArgon2id  = 2
+	headerSize   = 68
+	tagSize      = 16
+	chunkSize    = 512 << 10
+	maxChunkSize = 16 << 20
+	maxKDFMemory = 256 << 20
 )
+
+// kdf is a key derivation and its three parameter bytes.
+type kdf struct {
+	id      byte
+	a, b, c byte // scrypt: log2(N), r, p; Argon2id: log2(KiB), time, threads
+}
+
+// defaultKDF is what new backups use: Argon2id, m = 64 MiB, t = 3, p = 4.
+var defaultKDF = kdf{kdfArgon2id, 16, 3, 4}
+
+// check refuses parameters outside what BackupKit writes or ever wrote,
+// before any memory or time is spent on them.
+func (k kdf) check() error {
+	switch k.id {
+	case kdfScrypt:
+		logN, r, p := int(k.a), int(k.b), int(k.c)
+		if logN < 10 || logN > 20 || r < 1 || r > 32 || p < 1 || p > 4 || int64(128*r)<<logN > maxKDFMemory {
+			return fmt.Errorf("%w: scrypt parameters N=2^%d r=%d p=%d are out of range", ErrCorrupted, logN, r, p)
+		}
+	case kdfArgon2id:
+		logKiB, t, p := int(k.a), int(k.b), int(k.c)
+		if logKiB < 10 || int64(1)<<(logKiB+10) > maxKDFMemory || t < 1 || t > 10 || p < 1 || p > 16 {
+			return fmt.Errorf("%w: Argon2id parameters m=2^%d KiB t=%d p=%d are out of range", ErrCorrupted, logKiB, t, p)
+		}
+	default:
+		return fmt.Errorf("%w: unknown key derivation id %d", ErrCorrupted, k.id)
+	}
+	return nil
+}
+
+func (k kdf) String() string {
+	if k.id == kdfScrypt {
+		return fmt.Sprintf("scrypt(N=2^%d,r=%d,p=%d)", k.a, k.b, k.c)
+	}
+	return fmt.Sprintf("argon2id(m=%dMiB,t=%d,p=%d)", 1<<k.a>>10, k.b, k.c)
+}
 
 // Errors of the decryptor; callers branch on them with errors.Is.
 var (
@@ -61,15 +99,25 @@ var (
 	ErrNeedPassword  = errors.New("backup is encrypted but no encryption password is configured")
 )
 
-func deriveKeys(password string, salt []byte, logN, r, p int) (aesKey, checkKey []byte, err error) {
-	k, err := scrypt.Key([]byte(password), salt, 1<<logN, r, p, 64)
+func deriveKeys(password string, salt []byte, k kdf) (aesKey, checkKey []byte, err error) {
+	if err := k.check(); err != nil {
+		return nil, nil, err
+	}
+	var key []byte
+	switch k.id {
+	case kdfScrypt:
+		key, err = scrypt.Key([]byte(password), salt, 1<<k.a, int(k.b), int(k.c), 64)
+	case kdfArgon2id:
+		key = argon2.IDKey([]byte(password), salt, uint32(k.b), uint32(1)<<k.a, k.c, 64)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	// The KDF's working memory is garbage now; collect it before the
-	// pipeline allocates its buffers, so peak memory is one or the other.
-	runtime.GC()
-	return k[:32], k[32:], nil
+	// The KDF's working memory is garbage now: return it to the OS before
+	// the pipeline allocates its buffers, so peak memory is one or the
+	// other, never both.
+	debug.FreeOSMemory()
+	return key[:32], key[32:], nil
 }
 
 func nonce(index uint64, last bool) []byte {
@@ -94,23 +142,22 @@ type encrypter struct {
 // NewEncrypter returns a WriteCloser that encrypts into w. Close seals
 // the final chunk; it does not close w.
 func NewEncrypter(w io.Writer, password string) (io.WriteCloser, error) {
-	return newEncrypter(w, password, defaultLogN)
+	return newEncrypter(w, password, defaultKDF)
 }
 
-func newEncrypter(w io.Writer, password string, logN int) (*encrypter, error) {
+func newEncrypter(w io.Writer, password string, k kdf) (*encrypter, error) {
 	if password == "" {
 		return nil, ErrNeedPassword
 	}
 	h := make([]byte, headerSize)
 	copy(h, encMagic)
 	h[7] = encVersion
-	h[8] = kdfScrypt
-	h[9], h[10], h[11] = byte(logN), defaultScrypR, defaultScrypP
+	h[8], h[9], h[10], h[11] = k.id, k.a, k.b, k.c
 	if _, err := rand.Read(h[12:28]); err != nil {
 		return nil, err
 	}
 	binary.BigEndian.PutUint32(h[28:32], chunkSize)
-	aesKey, checkKey, err := deriveKeys(password, h[12:28], logN, defaultScrypR, defaultScrypP)
+	aesKey, checkKey, err := deriveKeys(password, h[12:28], k)
 	if err != nil {
 		return nil, err
 	}
@@ -212,18 +259,18 @@ func NewDecrypter(r io.Reader, password string) (io.Reader, error) {
 	if h[7] != encVersion {
 		return nil, fmt.Errorf("unsupported encryption format version %d (this build reads %d)", h[7], encVersion)
 	}
-	if h[8] != kdfScrypt {
-		return nil, fmt.Errorf("%w: unknown key derivation id %d", ErrCorrupted, h[8])
+	k := kdf{h[8], h[9], h[10], h[11]}
+	if err := k.check(); err != nil {
+		return nil, err
 	}
 	if password == "" {
 		return nil, ErrNeedPassword
 	}
-	logN, kr, kp := int(h[9]), int(h[10]), int(h[11])
 	size := int(binary.BigEndian.Uint32(h[28:32]))
-	if logN < 10 || logN > 22 || kr < 1 || kr > 32 || kp < 1 || kp > 16 || size < 1 || size > maxChunkSize {
-		return nil, fmt.Errorf("%w: encryption parameters out of range", ErrCorrupted)
+	if size < 1 || size > maxChunkSize {
+		return nil, fmt.Errorf("%w: encryption chunk size %d out of range", ErrCorrupted, size)
 	}
-	aesKey, checkKey, err := deriveKeys(password, h[12:28], logN, kr, kp)
+	aesKey, checkKey, err := deriveKeys(password, h[12:28], k)
 	if err != nil {
 		return nil, err
 	}

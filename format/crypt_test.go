@@ -3,16 +3,23 @@ package format
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
+	"strings"
 	"testing"
+	"time"
 )
+
+// cheapKDF keeps tests fast: Argon2id with 1 MiB and one pass.
+var cheapKDF = kdf{kdfArgon2id, 10, 1, 1}
 
 // encrypt uses a cheap KDF setting so tests stay fast.
 func encrypt(t testing.TB, plain []byte, password string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	e, err := newEncrypter(&buf, password, 10)
+	e, err := newEncrypter(&buf, password, cheapKDF)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +132,7 @@ func FuzzDecrypt(f *testing.F) {
 	f.Add([]byte("BKITENC"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Cheap KDF parameters in seeds; cap what the fuzzer can ask for.
-		if len(data) > 9 && data[9] > 12 {
+		if len(data) > 9 && data[9] > 12 { // the caps allow up to 256 MiB: too slow for fuzzing
 			return
 		}
 		r, err := NewDecrypter(bytes.NewReader(data), "pw")
@@ -153,4 +160,73 @@ func FuzzDecode(f *testing.F) {
 		io.Copy(io.Discard, d)
 		d.Close()
 	})
+}
+
+// New backups use a KDF at or above OWASP's minimum (Argon2id m=19 MiB,
+// t=2, p=1).
+func TestDefaultKDFIsOWASPGrade(t *testing.T) {
+	k := defaultKDF
+	if k.id != kdfArgon2id || 1<<k.a < 19<<10 || k.b < 2 || k.c < 1 {
+		t.Fatalf("default KDF %s is below OWASP's minimum", k)
+	}
+	var buf bytes.Buffer
+	e, err := NewEncrypter(&buf, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Write([]byte("hello"))
+	e.Close()
+	if h := buf.Bytes(); h[8] != kdfArgon2id || h[9] != 16 || h[10] != 3 || h[11] != 4 {
+		t.Fatalf("header KDF bytes % x", h[8:12])
+	}
+	if got, err := decrypt(buf.Bytes(), "pw"); err != nil || string(got) != "hello" {
+		t.Fatalf("round trip: %q %v", got, err)
+	}
+}
+
+// Backups written with the old scrypt KDF still decrypt.
+func TestScryptBackupsStillDecrypt(t *testing.T) {
+	var buf bytes.Buffer
+	e, err := newEncrypter(&buf, "pw", kdf{kdfScrypt, 14, 8, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Write(randBytes(chunkSize + 10))
+	e.Close()
+	if _, err := decrypt(buf.Bytes(), "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decrypt(buf.Bytes(), "wrong"); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+// A forged header cannot make the decrypter spend gigabytes or minutes:
+// the parameters are refused before any derivation starts.
+func TestForgedHeaderCannotForceAHugeKDF(t *testing.T) {
+	ct := encrypt(t, []byte("x"), "pw")
+	forge := func(id, a, b, c byte) []byte {
+		f := bytes.Clone(ct)
+		f[8], f[9], f[10], f[11] = id, a, b, c
+		binary.BigEndian.PutUint32(f[64:68], crc32.ChecksumIEEE(f[:64]))
+		return f
+	}
+	for name, f := range map[string][]byte{
+		"scrypt N=2^22 r=32 (16 GiB)":  forge(kdfScrypt, 22, 32, 1),
+		"scrypt p=16":                  forge(kdfScrypt, 14, 8, 16),
+		"scrypt N=2^18 r=16 (512 MiB)": forge(kdfScrypt, 18, 16, 1),
+		"argon2id 1 GiB":               forge(kdfArgon2id, 20, 1, 1),
+		"argon2id t=200":               forge(kdfArgon2id, 16, 200, 1),
+		"argon2id p=255":               forge(kdfArgon2id, 16, 3, 255),
+		"unknown KDF":                  forge(9, 16, 3, 4),
+	} {
+		start := time.Now()
+		_, err := decrypt(f, "pw")
+		if !errors.Is(err, ErrCorrupted) || !strings.Contains(err.Error(), "range") && !strings.Contains(err.Error(), "unknown") {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("%s: took %v", name, time.Since(start))
+		}
+	}
 }

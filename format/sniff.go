@@ -110,7 +110,7 @@ func Decode(r io.Reader, password string) (*Decoded, error) {
 			}
 			d.closers = append(d.closers, zr)
 			d.Layers.Compression = k.name
-			br = bufio.NewReaderSize(zr, 256<<10)
+			br = bufio.NewReaderSize(codecErrors{zr, k.name}, 256<<10)
 		case bytes.HasPrefix(peek, []byte("PGDMP")):
 			d.Layers.Kind = KindCustom
 			d.Reader = br
@@ -127,4 +127,24 @@ func Decode(r io.Reader, password string) (*Decoded, error) {
 			return nil, ErrUnknownFormat
 		}
 	}
+}
+
+// codecErrors names a decompressor's failures: a stream cut short is
+// truncated, anything else in it is corrupted.
+type codecErrors struct {
+	r    io.Reader
+	name Compression
+}
+
+func (c codecErrors) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, ErrTruncated) || errors.Is(err, ErrCorrupted) || errors.Is(err, ErrWrongPassword):
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = fmt.Errorf("%w: the %s stream stops early", ErrTruncated, c.name)
+	default:
+		err = fmt.Errorf("%w: the %s stream does not decode: %v", ErrCorrupted, c.name, err)
+	}
+	return n, err
 }

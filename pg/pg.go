@@ -42,7 +42,7 @@ func Connect(ctx context.Context, c Conn) (*pgx.Conn, error) {
 	u.RawQuery = q.Encode()
 	cfg, err := pgx.ParseConfig(u.String())
 	if err != nil {
-		return nil, fmt.Errorf("connection settings for %s: invalid", c.Database)
+		return nil, fmt.Errorf("connection settings for %s: %w", c.Database, err)
 	}
 	// Names are set as values, never parsed: a database named
 	// "dbname=x" or "postgres://…" stays a name.

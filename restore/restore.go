@@ -32,6 +32,8 @@ type Options struct {
 	// Progress, when set, is told the stored bytes read by the restore.
 	Progress func(n int)
 	Log      *slog.Logger
+
+	afterCheck func() // tests: runs between the check pass and the restore
 }
 
 // Result is what a restore did.
@@ -89,6 +91,9 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	}
 	for _, w := range res.Warnings {
 		o.log().Warn(w)
+	}
+	if o.afterCheck != nil {
+		o.afterCheck()
 	}
 	if res.Layers.Kind == format.KindSQL && o.Jobs > 1 {
 		return res, fmt.Errorf("%w: --jobs needs a pg_dump archive; this backup is SQL text", ErrRefused)

@@ -160,6 +160,15 @@ func (l *loader) check(c *Config, data cue.Value) {
 			}
 			d.Backup.AlertAfter = dur
 		}
+		d.Backup.LockWait = 5 * time.Minute
+		if d.Backup.LockWaitRaw != "" {
+			dur, err := time.ParseDuration(d.Backup.LockWaitRaw)
+			if err != nil || dur < 0 {
+				sp := p + ".backup.lock_wait_timeout"
+				l.add(sp, at(sp), "invalid duration %q: want a Go duration such as \"5m\" (\"0s\" waits forever)", d.Backup.LockWaitRaw)
+			}
+			d.Backup.LockWait = dur
+		}
 		if d.Backup.Compression == "" {
 			d.Backup.Compression = CompressionNone
 		}

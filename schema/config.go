@@ -73,6 +73,9 @@ type Connection struct {
 	Password     Secret `json:"password"`
 	PasswordFile string `json:"password_file"`
 	SSLMode      string `json:"sslmode"`
+	SSLRootCert  string `json:"sslrootcert"`
+	SSLCert      string `json:"sslcert"`
+	SSLKey       string `json:"sslkey"`
 }
 
 // Compression names a codec of package format ("none", "gzip", "zstd").
@@ -127,12 +130,15 @@ type Backup struct {
 	CompressionLevel int          `json:"compression_level"`
 	Timezone         string       `json:"timezone"`
 	AlertAfterRaw    string       `json:"alert_after"`
+	LockWaitRaw      string       `json:"lock_wait_timeout"`
 	Encryption       *Encryption  `json:"encryption,omitempty"`
 
 	// Location is Timezone, loaded.
 	Location *time.Location `json:"-"`
 	// AlertAfter is alert_after parsed; zero means "twice the interval".
 	AlertAfter time.Duration `json:"-"`
+	// LockWait is lock_wait_timeout parsed (default 5m; 0 = forever).
+	LockWait time.Duration `json:"-"`
 }
 
 // Encrypted reports whether backups are encrypted.

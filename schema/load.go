@@ -278,6 +278,14 @@ func (l *loader) addCUE(err error, data cue.Value) {
 		if !g.pos.IsValid() && data.Exists() && path != "" {
 			g.pos = posOf(data, path)
 		}
+		if secretField(path) && g.got != "" {
+			// A secret of the wrong type (an unquoted number) is still a
+			// secret: say what is wrong, never the value.
+			g.got = secret.Redacted + "; quote the value"
+			for i := range g.other {
+				g.other[i] = "invalid value " + secret.Redacted
+			}
+		}
 		if len(g.alts) > 1 {
 			l.probs = append(l.probs, Problem{Path: path, Pos: l.pos(g.pos),
 				Msg: fmt.Sprintf("must be one of %s (got %s)", strings.Join(uniq(g.alts), ", "), g.got)})

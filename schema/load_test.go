@@ -250,3 +250,29 @@ func FuzzLoad(f *testing.F) {
 		Parse("fuzz.json", data, envOf(nil))
 	})
 }
+
+// A secret of the wrong type (an unquoted number) is still a secret: the
+// error names the field and the problem, never the value.
+func TestNumericSecretNotEchoed(t *testing.T) {
+	body := strings.Replace(base, "user: app", "user: app\n      password: 8675309123", 1)
+	_, err := LoadWith(write(t, "c.yaml", body), envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "databases[0].connection.password: must be string") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "8675309123") {
+		t.Fatalf("a numeric secret was echoed: %v", err)
+	}
+}
+
+// A schedule that never fires (31 February) is rejected instead of
+// making every apply take a backup.
+func TestScheduleThatNeverFiresRejected(t *testing.T) {
+	body := strings.Replace(base, `schedule: "0 2 * * *"`, `schedule: "0 0 31 2 *"`, 1)
+	if !strings.Contains(body, "0 0 31 2 *") {
+		t.Fatal("base has no schedule to replace")
+	}
+	_, err := LoadWith(write(t, "c.yaml", body), envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "never fires") {
+		t.Fatalf("err = %v", err)
+	}
+}

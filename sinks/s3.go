@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -109,7 +110,7 @@ func (s *S3) Describe() string {
 		d += "/" + strings.Trim(s.opt.Prefix, "/")
 	}
 	if s.opt.Endpoint != "" {
-		d += " at " + s.opt.Endpoint
+		d += " at " + s.endpoint()
 	}
 	return d
 }
@@ -473,9 +474,14 @@ func (s *S3) wrap(op string, err error) error {
 	return fault.Mark(kind, &opError{msg: fmt.Sprintf("s3 %s: %s: %s", s.name, op, cause), err: err})
 }
 
+// endpoint names the server without any user info in its URL.
 func (s *S3) endpoint() string {
 	if s.opt.Endpoint != "" {
-		return s.opt.Endpoint
+		if u, err := url.Parse(s.opt.Endpoint); err == nil && u.Host != "" {
+			u.User = nil
+			return u.String()
+		}
+		return "the configured endpoint"
 	}
 	return "S3 (" + s.opt.Region + ")"
 }

@@ -130,3 +130,16 @@ func TestS3ChecksumWhenRequired(t *testing.T) {
 		t.Fatalf("left: %+v", objs)
 	}
 }
+
+// Describe (what `test` and errors show) never carries user info that an
+// endpoint URL may hold.
+func TestS3DescribeHidesEndpointUserInfo(t *testing.T) {
+	s, err := sinks.NewS3(context.Background(), "s3", sinks.S3Options{Bucket: "b", Region: "us-east-1",
+		Endpoint: "http://user:ep-SECRET@minio.example:9000", AccessKey: "a", SecretKey: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Describe(); strings.Contains(d, "SECRET") || strings.Contains(d, "user") || !strings.Contains(d, "minio.example:9000") {
+		t.Fatalf("Describe() = %q", d)
+	}
+}

@@ -51,7 +51,7 @@ func newRunCmd(g *globals, use, short string, forced bool) *cobra.Command {
 		f.BoolVar(&o.dryRun, "dry-run", false, "show the plan and stop (the same as plan)")
 	}
 	f.IntVar(&o.parallel, "parallel", 2, "databases to work on at once")
-	f.DurationVar(&o.runTimeout, "run-timeout", 0, "bound on each database's run (0 = none)")
+	f.DurationVar(&o.runTimeout, "run-timeout", reconcile.DefaultCleanupAge, "bound on each database's run; leftovers older than this are cleaned up (0 = no bound, cleanup after 6h)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

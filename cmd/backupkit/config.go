@@ -69,11 +69,12 @@ func databasesOf(cfg *schema.Config) []reconcile.Database {
 }
 
 func connOf(c schema.Connection) pg.Conn {
-	return pg.Conn{Host: c.Host, Port: c.Port, Database: c.Database, User: c.User, Password: c.Password.Reveal(), SSLMode: c.SSLMode}
+	return pg.Conn{Host: c.Host, Port: c.Port, Database: c.Database, User: c.User, Password: c.Password.Reveal(), SSLMode: c.SSLMode,
+		SSLRootCert: c.SSLRootCert, SSLCert: c.SSLCert, SSLKey: c.SSLKey}
 }
 
 func backupOptions(d *schema.Database) exec.BackupOptions {
-	o := exec.BackupOptions{Dump: exec.DumpOptions{Conn: connOf(d.Connection)},
+	o := exec.BackupOptions{Dump: exec.DumpOptions{Conn: connOf(d.Connection), LockWaitTimeout: d.Backup.LockWait},
 		Compression: format.Compression(d.Backup.Compression), Level: d.Backup.CompressionLevel}
 	if d.Backup.Encrypted() {
 		o.Password = d.Backup.Encryption.Password.Reveal()

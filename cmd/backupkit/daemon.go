@@ -32,7 +32,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.DurationVar(&o.interval, "interval", time.Minute, "time between reconcile ticks")
-	f.DurationVar(&o.runTimeout, "run-timeout", 0, "bound on each database's run (0 = none; leftovers are cleaned after 6h then)")
+	f.DurationVar(&o.runTimeout, "run-timeout", reconcile.DefaultCleanupAge, "bound on each database's run; leftovers older than this are cleaned up (0 = no bound, cleanup after 6h)")
 	f.StringVar(&o.listen, "listen", "", "serve /livez, /healthz and /metrics on this address (e.g. :9090)")
 	f.IntVar(&o.parallel, "parallel", 2, "databases to work on at once")
 	return cmd
