@@ -25,6 +25,8 @@ type DumpOptions struct {
 	// Compress lets pg_dump compress the archive itself; BackupKit turns
 	// it off when it compresses the stream.
 	Compress bool
+	// Progress, when set, is told the bytes pg_dump writes as they come.
+	Progress func(n int)
 }
 
 // copyBufSize is the read size from pg_dump's stdout.
@@ -58,6 +60,9 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 		return 0, toolError("pg_dump", err, stderr)
 	}
 	growPipe(out)
+	if o.Progress != nil {
+		w = countingWriter{w, o.Progress}
+	}
 	n, copyErr := copyAhead(w, out)
 	if copyErr != nil {
 		cancel() // stop pg_dump; its output has nowhere to go
@@ -205,4 +210,15 @@ func Backup(ctx context.Context, o BackupOptions, w io.Writer) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	f func(int)
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.f(n)
+	return n, err
 }

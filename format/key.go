@@ -1,6 +1,8 @@
 package format
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"time"
 )
@@ -106,4 +108,12 @@ func parseExt(s string) (Ext, bool) {
 		return Ext{}, false
 	}
 	return e, true
+}
+
+// ID is a backup's short, stable identifier: the first 8 hex digits of
+// the SHA-256 of its key. Copies of one backup in several storages share
+// it; `restore --from` accepts it or any unique prefix of 4 or more.
+func ID(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:4])
 }

@@ -167,3 +167,16 @@ func TryLock(ctx context.Context, c Conn, key string) (*Lock, bool, error) {
 func (l *Lock) Release(ctx context.Context) error {
 	return l.conn.Close(ctx)
 }
+
+// DatabaseSize returns the database's size on disk, an estimate of how
+// much pg_dump will write (for progress displays).
+func DatabaseSize(ctx context.Context, c Conn) (int64, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int64
+	err = conn.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n)
+	return n, err
+}

@@ -122,9 +122,10 @@ type Runner struct {
 	Locker Locker
 	// Dumper makes the dumps (nil: PipelineDumper).
 	Dumper Dumper
-	// Progress, when set, is told the bytes of a database's backup as
-	// they are written, then -1 when it ends (for a progress display).
-	Progress func(db string) func(n int)
+	// Progress, when set, returns a function that is told the bytes
+	// pg_dump writes for a database's backup as they come, then -1 when
+	// the backup ends (for a progress display or progress logs).
+	Progress func(db *Database) func(n int)
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -278,13 +279,14 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 	}
 	var dumped int64
 	results, err := repo.FanOut(ctx, targets, func(w io.Writer) error {
+		d := *db
 		if r.Progress != nil {
-			if p := r.Progress(db.Name); p != nil {
+			if p := r.Progress(db); p != nil {
 				defer p(-1)
-				w = progressWriter{w, p}
+				d.Backup.Dump.Progress = p
 			}
 		}
-		n, err := dumper.Dump(ctx, db, w)
+		n, err := dumper.Dump(ctx, &d, w)
 		dumped = n
 		return err
 	})
@@ -425,17 +427,6 @@ func (r *Runner) event(ctx context.Context, e Event) {
 	if r.Observer != nil {
 		r.Observer.Event(context.WithoutCancel(ctx), e)
 	}
-}
-
-type progressWriter struct {
-	w io.Writer
-	f func(int)
-}
-
-func (p progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.f(n)
-	return n, err
 }
 
 // parseWritten returns the time of the backup an outcome wrote.

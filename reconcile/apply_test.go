@@ -46,6 +46,11 @@ func (f fakeLocker) TryLock(ctx context.Context, db *Database) (func(), bool, er
 	return func() {}, true, nil
 }
 
+// events records what the runner tells its observer.
+type events struct{ got []Event }
+
+func (e *events) Event(_ context.Context, ev Event) { e.got = append(e.got, ev) }
+
 func backupsIn(t *testing.T, s sinks.Sink) []repo.Backup {
 	t.Helper()
 	bs, err := repo.List(context.Background(), s, "app")
@@ -100,7 +105,8 @@ func TestApplyPrunesOnlyOnWhatExists(t *testing.T) {
 			t.Fatalf("case %d: no backup planned: %+v", i, p.Actions)
 		}
 		before := backupsIn(t, store)
-		runner := &Runner{Databases: dbs, Sinks: map[string]sinks.Sink{"local": store}, Log: log,
+		seen := &events{}
+		runner := &Runner{Databases: dbs, Sinks: map[string]sinks.Sink{"local": store}, Log: log, Observer: seen,
 			Now: func() time.Time { return now }, Dumper: fakeDumper{fail: scenario == "fails"}, Locker: fakeLocker{held: scenario == "lock held"}}
 		var other string
 		if scenario == "taken meanwhile" {
@@ -164,6 +170,30 @@ func TestApplyPrunesOnlyOnWhatExists(t *testing.T) {
 		for _, o := range rep.Outcomes {
 			if o.Type == ActPrune && o.Err != nil {
 				t.Fatalf("case %d: prune failed: %v", i, o.Err)
+			}
+		}
+		// The outcome and the event say what happened to the backup.
+		var backupEvents []Event
+		for _, e := range seen.got {
+			if e.Kind == EventBackup {
+				backupEvents = append(backupEvents, e)
+			}
+		}
+		switch scenario {
+		case "succeeds":
+			if rep.Outcomes[0].Err != nil || len(backupEvents) != 1 || !backupEvents[0].Success || backupEvents[0].Err != nil || len(backupEvents[0].Dest) != 1 {
+				t.Fatalf("case %d: success reported as %+v / %+v", i, rep.Outcomes[0], backupEvents)
+			}
+		case "fails":
+			if e := rep.Outcomes[0].Err; e == nil || !strings.Contains(e.Error(), "pg_dump died") {
+				t.Fatalf("case %d: failure outcome %+v", i, rep.Outcomes[0])
+			}
+			if len(backupEvents) != 1 || backupEvents[0].Success || !strings.Contains(fmt.Sprint(backupEvents[0].Err), "pg_dump died") {
+				t.Fatalf("case %d: failure event %+v", i, backupEvents)
+			}
+		case "lock held", "taken meanwhile":
+			if len(backupEvents) != 0 || rep.Outcomes[0].Err != nil {
+				t.Fatalf("case %d: a skipped backup reported %+v / %+v", i, rep.Outcomes[0], backupEvents)
 			}
 		}
 		if scenario == "taken meanwhile" {

@@ -27,6 +27,10 @@ type Action struct {
 	Storage  string
 	Key      string // prunes and cleanups
 	Reason   string // for people
+	// Code is the reason as a stable word for machines: "no_backup",
+	// "slot_due", "forced" (backups), "retention" (prunes), "leftover"
+	// (cleanups).
+	Code     string
 	UploadID string // S3 cleanups
 	// Forced marks a backup taken on demand (backup, apply --force),
 	// not because a slot was due.
@@ -46,6 +50,17 @@ type Plan struct {
 	// Unobserved lists "database/storage" pairs whose listing failed:
 	// nothing is planned for them.
 	Unobserved []string
+	// Next says, for each database and storage planned, when its next
+	// backup is due (zero: on demand only), so a plan with nothing to do
+	// can say when there will be.
+	Next []Next
+}
+
+// Next is when a slot's next backup is due.
+type Next struct {
+	Slot
+	Newest time.Time // newest usable backup (zero: none)
+	Due    time.Time // zero: no schedule
 }
 
 // Empty reports whether the plan changes nothing.
@@ -172,6 +187,11 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 				newest = current[0].Time
 			}
 			isDue, reason := due(db.Schedule, db.Location, newest, now)
+			next := Next{Slot: slot, Newest: newest}
+			if !newest.IsZero() {
+				next.Due, _ = nextSlot(db.Schedule, db.Location, newest)
+			}
+			p.Next = append(p.Next, next)
 			if o.Force {
 				isDue, reason = true, "forced"
 			}
@@ -179,12 +199,19 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 				isDue = false
 			}
 			if isDue {
-				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason, Forced: o.Force})
+				code := "slot_due"
+				switch {
+				case o.Force:
+					code = "forced"
+				case newest.IsZero():
+					code = "no_backup"
+				}
+				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason, Code: code, Forced: o.Force})
 			}
 			prunes = append(prunes, planPrunes(db, st, current, isDue, now)...)
 			for _, lo := range ob.Leftovers {
 				if now.Sub(lo.Started) > cleanupAge {
-					cleanups = append(cleanups, Action{Type: ActCleanup, Database: db.Name, Storage: st, Key: lo.Key, UploadID: lo.UploadID,
+					cleanups = append(cleanups, Action{Type: ActCleanup, Database: db.Name, Storage: st, Key: lo.Key, UploadID: lo.UploadID, Code: "leftover",
 						Reason: fmt.Sprintf("unfinished write from %s, older than %s", fmtTime(lo.Started.UTC()), cleanupAge)})
 				}
 			}
@@ -211,14 +238,14 @@ func planPrunes(db *Database, st string, current []repo.Backup, withNew bool, no
 	for _, b := range prunable(db, current, nil) {
 		anyway[b.Key] = true
 		if !withNew {
-			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason})
+			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason, Code: "retention"})
 		}
 	}
 	if !withNew {
 		return out
 	}
 	for _, b := range prunable(db, current, &now) {
-		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason}
+		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason, Code: "retention"}
 		if !anyway[b.Key] {
 			a.Conditional = true
 			a.Reason += "; after the backup succeeds"

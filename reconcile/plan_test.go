@@ -1,9 +1,11 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -415,5 +417,48 @@ func TestPlanAt100kBackups(t *testing.T) {
 	}
 	if got, want := prunesOf(p), oraclePrunes(obs[Slot{"app", "local"}].Backups, cfg[0].Retention, time.UTC, nil); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatal("the prunes differ from the oracle's")
+	}
+}
+
+func TestPlanEdges(t *testing.T) {
+	now := ts("2026-11-25T12:00:00Z")
+	two := append(cfgWith("0 * * * *", nil, nil), Database{Name: "other", Storages: []string{"local"}, Schedule: "0 * * * *", Location: time.UTC})
+	empty := Observation{{"app", "local"}: {}, {"other", "local"}: {}}
+	// An empty storage: a backup is due, for each database ...
+	p := MakePlan(two, empty, now, PlanOptions{})
+	if p.Count(ActBackup) != 2 || p.Actions[0].Reason != "due: no backup yet" {
+		t.Fatalf("empty storage: %+v", p.Actions)
+	}
+	// ... or only the one asked for.
+	p = MakePlan(two, empty, now, PlanOptions{Database: "other"})
+	if len(p.Actions) != 1 || p.Actions[0].Database != "other" {
+		t.Fatalf("--db other: %+v", p.Actions)
+	}
+	// A listing that failed says why, and plans nothing.
+	p = MakePlan(two, Observation{{"app", "local"}: {Err: fmt.Errorf("permission denied")}, {"other", "local"}: {}}, now, PlanOptions{})
+	if len(p.Unobserved) != 1 || !strings.Contains(p.Warnings[0], "permission denied") || p.Actions[0].Database != "other" {
+		t.Fatalf("unobserved: %+v", p)
+	}
+	// Leftovers: without a run timeout, only those older than 6 hours
+	// are cleaned up (a younger one may be a write in progress); exactly
+	// the age is not older.
+	o := history(now.Add(-time.Minute))
+	o.Leftovers = []sinks.Leftover{{Key: "app/.a.tmp-1", Started: now.Add(-7 * time.Hour)},
+		{Key: "app/.b.tmp-2", Started: now.Add(-time.Hour)}, {Key: "app/.c.tmp-3", Started: now.Add(-DefaultCleanupAge)}}
+	p = MakePlan(cfgWith("", nil, nil), Observation{{"app", "local"}: o}, now, PlanOptions{})
+	if p.Count(ActCleanup) != 1 || p.Actions[0].Key != "app/.a.tmp-1" {
+		t.Fatalf("cleanups without a run timeout: %+v", p.Actions)
+	}
+}
+
+func TestObserveOnlyOneDatabase(t *testing.T) {
+	root := t.TempDir()
+	dbs := append(cfgWith("", nil, nil), Database{Name: "other", Storages: []string{"local"}, Location: time.UTC})
+	obs := Observe(context.Background(), dbs, map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}, "other")
+	if len(obs) != 1 || obs[Slot{"other", "local"}] == nil {
+		t.Fatalf("observed %v", obs)
+	}
+	if obs := Observe(context.Background(), dbs, map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}, ""); len(obs) != 2 {
+		t.Fatalf("observed %v", obs)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build !mutation
+
 package reconcile_test
 
 import (

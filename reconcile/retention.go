@@ -6,21 +6,25 @@ import (
 	"time"
 )
 
+// bucket names a period: (year, month, day, hour), the fields a rule
+// does not look at left zero; ISO weeks are (ISO year, week).
+type bucket [4]int
+
 // rule is one keep rule: how many buckets, and the bucket of a time.
 type rule struct {
 	name   string
 	count  int
-	bucket func(t time.Time) int
+	bucket func(t time.Time) bucket
 }
 
 func rules(r *Retention) []rule {
 	return []rule{
 		{"keep_last", r.KeepLast, nil},
-		{"keep_hourly", r.KeepHourly, func(t time.Time) int { y, m, d := t.Date(); return ((y*100+int(m))*100+d)*100 + t.Hour() }},
-		{"keep_daily", r.KeepDaily, func(t time.Time) int { y, m, d := t.Date(); return (y*100+int(m))*100 + d }},
-		{"keep_weekly", r.KeepWeekly, func(t time.Time) int { y, w := t.ISOWeek(); return y*100 + w }},
-		{"keep_monthly", r.KeepMonthly, func(t time.Time) int { y, m, _ := t.Date(); return y*100 + int(m) }},
-		{"keep_yearly", r.KeepYearly, func(t time.Time) int { return t.Year() }},
+		{"keep_hourly", r.KeepHourly, func(t time.Time) bucket { y, m, d := t.Date(); return bucket{y, int(m), d, t.Hour()} }},
+		{"keep_daily", r.KeepDaily, func(t time.Time) bucket { y, m, d := t.Date(); return bucket{y, int(m), d} }},
+		{"keep_weekly", r.KeepWeekly, func(t time.Time) bucket { y, w := t.ISOWeek(); return bucket{y, w} }},
+		{"keep_monthly", r.KeepMonthly, func(t time.Time) bucket { y, m, _ := t.Date(); return bucket{y, int(m)} }},
+		{"keep_yearly", r.KeepYearly, func(t time.Time) bucket { return bucket{t.Year()} }},
 	}
 }
 
@@ -44,16 +48,17 @@ func Retain(times []time.Time, r *Retention, loc *time.Location) [][]string {
 		if ru.count <= 0 {
 			continue
 		}
-		n, last := 0, -1
+		n := 0
+		var last bucket
 		for i, t := range times {
 			if n >= ru.count {
 				break
 			}
-			b := i // keep_last: every backup is its own bucket
+			b := bucket{i} // keep_last: every backup is its own bucket
 			if ru.bucket != nil {
 				b = ru.bucket(t.In(loc))
 			}
-			if b == last {
+			if n > 0 && b == last {
 				continue
 			}
 			last = b

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,41 +33,66 @@ type Source struct {
 	sink    sinks.Sink
 }
 
-// ErrNoBackup means "latest" found nothing to restore.
+// ErrNoBackup means nothing matched what --from asked for.
 var ErrNoBackup = errors.New("no backup found")
 
 // ErrBadSource means --from names nothing BackupKit can read.
 var ErrBadSource = errors.New("not a backup source")
 
-// Resolve turns what the user asked for into a Source: "latest" (the
-// newest usable backup of the database in any of its storages), a
-// STORAGE:KEY of one of its storages, or a file path.
+var hexPrefix = regexp.MustCompile(`^[0-9a-f]{4,8}$`)
+
+// Resolve turns what the user asked for into a Source. from may be:
+// "latest" (the newest usable backup in any storage); a time (RFC 3339:
+// the newest backup at or before it; a bare date YYYY-MM-DD means the end
+// of that day, UTC); STORAGE:KEY; a file path; a bare key when exactly one
+// storage has it; or a backup ID or unique ID prefix (as `list` shows).
 func Resolve(ctx context.Context, st Storages, from string, now time.Time) (Source, error) {
 	if from == "latest" {
-		return latest(ctx, st, now)
+		return newest(ctx, st, now, "latest")
+	}
+	if t, ok := parseTime(from); ok {
+		if t.After(now) {
+			t = now
+		}
+		return newest(ctx, st, t, "at or before "+t.Format(time.RFC3339))
 	}
 	if name, key, ok := strings.Cut(from, ":"); ok {
-		if s := st.Sinks[name]; s != nil {
+		if s := st.Sinks[name]; s != nil && slices.Contains(st.Names, name) {
 			n, _ := format.ParseKey(key)
 			return Source{Desc: from, Storage: name, Key: key, Name: n, sink: s}, nil
 		}
 	}
-	fi, err := os.Stat(from)
-	if err != nil || fi.IsDir() {
-		return Source{}, fmt.Errorf("%w: %s is not a file, a STORAGE:KEY of %s's storages (%s), or \"latest\"",
-			ErrBadSource, from, st.Database, strings.Join(st.Names, ", "))
+	if fi, err := os.Stat(from); err == nil && !fi.IsDir() {
+		dir, base := filepath.Split(from)
+		if dir == "" {
+			dir = "."
+		}
+		n, _ := format.ParseKey(filepath.Base(filepath.Clean(dir)) + "/" + base)
+		return Source{Desc: from, Key: base, Name: n, sink: sinks.NewLocal("file", dir)}, nil
 	}
-	dir, base := filepath.Split(from)
-	if dir == "" {
-		dir = "."
+	if _, ok := format.ParseKey(from); ok {
+		return find(ctx, st, from, func(b repo.Backup) bool { return b.Key == from })
 	}
-	n, _ := format.ParseKey(filepath.Base(filepath.Clean(dir)) + "/" + base)
-	return Source{Desc: from, Key: base, Name: n, sink: sinks.NewLocal("file", dir)}, nil
+	if hexPrefix.MatchString(from) {
+		return find(ctx, st, from, func(b repo.Backup) bool { return strings.HasPrefix(format.ID(b.Key), from) })
+	}
+	return Source{}, fmt.Errorf("%w: %s is not latest, a time, a file, a STORAGE:KEY or key of %s's storages (%s), or a backup ID",
+		ErrBadSource, from, st.Database, strings.Join(st.Names, ", "))
 }
 
-// latest is the newest usable backup across the storages: in each
-// storage the newest not dated in the future, then the newest of those.
-func latest(ctx context.Context, st Storages, now time.Time) (Source, error) {
+func parseTime(s string) (time.Time, bool) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, true
+	}
+	if d, err := time.Parse(time.DateOnly, s); err == nil {
+		return d.Add(24*time.Hour - time.Nanosecond), true
+	}
+	return time.Time{}, false
+}
+
+// newest is the newest usable backup at or before t across the storages:
+// in each storage the newest not dated after t, then the newest of those.
+func newest(ctx context.Context, st Storages, t time.Time, what string) (Source, error) {
 	var best Source
 	var errs []error
 	for _, name := range st.Names {
@@ -74,17 +101,51 @@ func latest(ctx context.Context, st Storages, now time.Time) (Source, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
-		if b, ok := repo.Newest(bs, now); ok && (best.sink == nil || b.Time.After(best.Name.Time)) {
+		if b, ok := repo.Newest(bs, t); ok && (best.sink == nil || b.Time.After(best.Name.Time)) {
 			best = Source{Desc: name + ":" + b.Key, Storage: name, Key: b.Key, Name: b.Name, sink: st.Sinks[name]}
 		}
 	}
 	if best.sink == nil {
 		if len(errs) > 0 {
-			return Source{}, fmt.Errorf("%w for %s: %w", ErrNoBackup, st.Database, errors.Join(errs...))
+			return Source{}, fmt.Errorf("%w for %s (%s): %w", ErrNoBackup, st.Database, what, errors.Join(errs...))
 		}
-		return Source{}, fmt.Errorf("%w for %s in %s", ErrNoBackup, st.Database, strings.Join(st.Names, ", "))
+		return Source{}, fmt.Errorf("%w for %s (%s) in %s", ErrNoBackup, st.Database, what, strings.Join(st.Names, ", "))
 	}
 	return best, nil
+}
+
+// find is the one backup that match selects across the storages; copies
+// of one key in several storages are ambiguous, as are several keys.
+func find(ctx context.Context, st Storages, from string, match func(repo.Backup) bool) (Source, error) {
+	var found []Source
+	keys := map[string]bool{}
+	for _, name := range st.Names {
+		bs, err := repo.List(ctx, st.Sinks[name], st.Database)
+		if err != nil {
+			return Source{}, fmt.Errorf("%s: %w", name, err)
+		}
+		for _, b := range bs {
+			if match(b) {
+				found = append(found, Source{Desc: name + ":" + b.Key, Storage: name, Key: b.Key, Name: b.Name, sink: st.Sinks[name]})
+				keys[b.Key] = true
+			}
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return Source{}, fmt.Errorf("%w: nothing of %s in %s matches %s", ErrNoBackup, st.Database, strings.Join(st.Names, ", "), from)
+	case len(found) > 1:
+		var c []string
+		for _, f := range found {
+			c = append(c, f.Desc)
+		}
+		why := "copies in several storages"
+		if len(keys) > 1 {
+			why = "several backups"
+		}
+		return Source{}, fmt.Errorf("%w: %s matches %s; name one as STORAGE:KEY: %s", ErrBadSource, from, why, strings.Join(c, ", "))
+	}
+	return found[0], nil
 }
 
 // pin fixes the source's bytes for the check pass and the restore.

@@ -21,6 +21,7 @@ import (
 	"cuelang.org/go/cue/token"
 	cuejson "cuelang.org/go/encoding/json"
 	cueyaml "cuelang.org/go/encoding/yaml"
+	"github.com/agnivade/levenshtein"
 
 	"github.com/backupkit/backupkit/internal/secret"
 )
@@ -267,7 +268,12 @@ func (l *loader) addCUE(err error, data cue.Value) {
 			continue
 		}
 		msg := fmt.Sprintf(format, args...)
-		msg = strings.Replace(msg, "field not allowed", "unknown field (not in the schema; check the spelling)", 1)
+		if strings.Contains(msg, "field not allowed") {
+			msg = "unknown field (not in the schema; check the spelling)"
+			if s := suggest(lastName(path)); s != "" {
+				msg = fmt.Sprintf("unknown field (not in the schema): did you mean %s?", s)
+			}
+		}
 		if strings.HasPrefix(msg, "incomplete value") || strings.Contains(msg, "non-concrete value") {
 			msg = "required field is missing"
 		}
@@ -284,6 +290,18 @@ func (l *loader) addCUE(err error, data cue.Value) {
 			g.got = secret.Redacted + "; quote the value"
 			for i := range g.other {
 				g.other[i] = "invalid value " + secret.Redacted
+			}
+		}
+		if want, ok := friendly(path); ok && (len(g.alts) > 0 || len(g.other) > 0) {
+			got := g.got
+			if got == "" && data.Exists() {
+				if dv := data.LookupPath(cue.ParsePath(path)); dv.Exists() {
+					got = fmt.Sprint(dv)
+				}
+			}
+			if got != "" {
+				l.probs = append(l.probs, Problem{Path: path, Pos: l.pos(g.pos), Msg: fmt.Sprintf("must be %s (got %s)", want, got)})
+				continue
 			}
 		}
 		if len(g.alts) > 1 {
@@ -415,4 +433,37 @@ func secretField(path string) bool {
 		}
 	}
 	return false
+}
+
+// friendly says in words what a field whose CUE type reads badly must be
+// ("must be one of 5432, int" says nothing to a person).
+func friendly(path string) (string, bool) {
+	switch lastName(path) {
+	case "port", "smtp_port":
+		return "a port number from 1 to 65535", true
+	case "compression":
+		return `true, false, "gzip", "zstd" or "none"`, true
+	}
+	return "", false
+}
+
+// fieldNames are the field names the schema declares, for suggestions.
+var fieldNames = func() []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*([a-z_]+)\??:`).FindAllStringSubmatch(schemaSource, -1) {
+		out = append(out, m[1])
+	}
+	return uniq(out)
+}()
+
+// suggest returns the declared field name nearest to a misspelt one, if
+// one is close enough to be what was meant.
+func suggest(name string) string {
+	best, dist := "", 3
+	for _, f := range fieldNames {
+		if d := levenshtein.ComputeDistance(name, f); d < dist && d < len(f)/2+1 {
+			best, dist = f, d
+		}
+	}
+	return best
 }

@@ -110,7 +110,7 @@ func TestValidationRules(t *testing.T) {
 		{"cron syntax", `schedule: "0 2 * * *"`, `schedule: "0 25 * * *"`, "databases[0].backup.schedule", 20, "invalid cron"},
 		{"cron fields", `schedule: "0 2 * * *"`, `schedule: "0 2 * *"`, "databases[0].backup.schedule", 20, "5 fields"},
 		{"timezone exists", "storage: local", "storage: local\n      timezone: Mars/Olympus", "databases[0].backup.timezone", 22, "unknown time zone"},
-		{"compression value", "storage: local", "storage: local\n      compression: lz4", "databases[0].backup.compression", 22, "must be one of"},
+		{"compression value", "storage: local", "storage: local\n      compression: lz4", "databases[0].backup.compression", 22, "must be true, false, \"gzip\""},
 		{"retention >= 0", "storage: local", "storage: local\n    retention:\n      keep_daily: -1", "databases[0].retention.keep_daily", 23, "out of bound"},
 		{"unknown field typo", "storage: local", "storage: local\n    retention:\n      keep_dialy: 7", "databases[0].retention.keep_dialy", 23, "unknown field"},
 		{"notification type", "type: email", "type: pager", "notifications[0].type", 23, "must be one of"},

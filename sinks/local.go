@@ -84,14 +84,14 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 	}
 	dir := filepath.Dir(final)
 	if err := l.mkdirs(dir); err != nil {
-		return 0, classify(fmt.Errorf("local %s: %w", l.name, err))
+		return 0, classify(err)
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(dir, "."+filepath.Base(final)+tempMarker+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("local %s: %w", l.name, err)
+		return 0, err
 	}
 	defer func() {
 		if err != nil {
@@ -104,20 +104,20 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 		return n, classify(err)
 	}
 	if err = l.ops.syncFile(f); err != nil {
-		return n, classify(fmt.Errorf("local %s: fsync: %w", l.name, err))
+		return n, classify(fmt.Errorf("fsync: %w", err))
 	}
 	if err = f.Close(); err != nil {
-		return n, fmt.Errorf("local %s: close: %w", l.name, err)
+		return n, fmt.Errorf("close: %w", err)
 	}
 	if err = ctx.Err(); err != nil {
 		return n, err
 	}
 	if err = l.ops.rename(tmp, final); err != nil {
-		return n, fmt.Errorf("local %s: %w", l.name, err)
+		return n, err
 	}
 	// The rename is durable once the folder is.
 	if err := l.ops.syncDir(dir); err != nil {
-		return n, fmt.Errorf("local %s: fsync folder: %w", l.name, err)
+		return n, fmt.Errorf("fsync folder: %w", err)
 	}
 	return n, nil
 }
@@ -194,7 +194,7 @@ func (l *Local) walk(prefix string, fn func(key string, d fs.DirEntry) error) er
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("local %s: list: %w", l.name, err)
+		return fmt.Errorf("list: %w", err)
 	}
 	return nil
 }
@@ -270,7 +270,7 @@ func (l *Local) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("local %s: %s: %w", l.name, key, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
 	}
 	if err != nil {
 		return nil, err

@@ -322,7 +322,7 @@ func (s *S3) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 		var nsk *types.NoSuchKey
 		var re interface{ HTTPStatusCode() int }
 		if errors.As(err, &nsk) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound) {
-			return nil, fmt.Errorf("s3 %s: %s: %w", s.name, key, ErrNotFound)
+			return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
 		}
 		return nil, s.wrap("open "+key, err)
 	}
@@ -339,7 +339,7 @@ func (s *S3) Pin(ctx context.Context, key string) (Pinned, error) {
 	if err != nil {
 		var re interface{ HTTPStatusCode() int }
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-			return nil, fmt.Errorf("s3 %s: %s: %w", s.name, key, ErrNotFound)
+			return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
 		}
 		return nil, s.wrap("head "+key, err)
 	}
@@ -392,7 +392,7 @@ func (s *S3) Delete(ctx context.Context, keys ...string) error {
 			errs = append(errs, fmt.Errorf("delete %s: %s", aws.ToString(e.Key), aws.ToString(e.Message)))
 		}
 		if len(errs) > 0 {
-			return fmt.Errorf("s3 %s: %w", s.name, errors.Join(errs...))
+			return errors.Join(errs...)
 		}
 		keys = keys[n:]
 	}
@@ -471,7 +471,7 @@ func (s *S3) wrap(op string, err error) error {
 	case errors.As(err, &ne):
 		kind, cause = fault.Transient, fmt.Sprintf("cannot reach %s: %v", s.endpoint(), ne)
 	}
-	return fault.Mark(kind, &opError{msg: fmt.Sprintf("s3 %s: %s: %s", s.name, op, cause), err: err})
+	return fault.Mark(kind, &opError{msg: op + ": " + cause, err: err})
 }
 
 // endpoint names the server without any user info in its URL.

@@ -142,8 +142,7 @@ func renderReport(w io.Writer, rep reconcile.Report) {
 		}
 	}
 	if len(rep.Outcomes) == 0 {
-		fmt.Fprintln(w, "Nothing to do.")
-		return
+		return // the plan above said why
 	}
 	fmt.Fprintf(w, "Applied: %d succeeded, %d failed, %d skipped.\n", ok, failed, skipped)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -28,7 +29,15 @@ type app struct {
 
 func (g *globals) loadConfig() (*schema.Config, error) {
 	if g.configPath == "" {
-		return nil, usagef("no config file: pass -c/--config FILE")
+		g.configPath = os.Getenv("BACKUPKIT_CONFIG")
+	}
+	if g.configPath == "" {
+		if _, err := os.Stat("backupkit.yaml"); err == nil {
+			g.configPath = "backupkit.yaml"
+		}
+	}
+	if g.configPath == "" {
+		return nil, usagef("no config file: pass -c/--config FILE, set BACKUPKIT_CONFIG, or write ./backupkit.yaml (backupkit init)")
 	}
 	cfg, err := schema.Load(g.configPath)
 	// Evaluating the CUE schema leaves megabytes of garbage; hand it back
@@ -150,14 +159,15 @@ func checkOptions(db *schema.Database) restore.CheckOptions {
 func (g *globals) runner(a *app, parallel int, timeout time.Duration, obs reconcile.Observer) *reconcile.Runner {
 	r := &reconcile.Runner{Databases: a.dbs, Sinks: a.stores, Log: g.log, Parallel: parallel, RunTimeout: timeout,
 		Locker: reconcile.AdvisoryLocker{}, Observer: obs}
-	if isTerminal(g.stderr) {
-		r.Progress = g.progress
+	if !g.quiet {
+		r.Progress = g.backupProgress
 	}
 	return r
 }
 
-// source loads the config and resolves --from for --db (restore, verify).
-func (g *globals) source(ctx context.Context, dbName, from string) (*schema.Database, restore.Source, error) {
+// source loads the config and resolves --from for --db (restore,
+// verify); before, when set, runs first on the chosen database.
+func (g *globals) source(ctx context.Context, dbName, from string, before func(*schema.Database) error) (*schema.Database, restore.Source, error) {
 	if from == "" {
 		return nil, restore.Source{}, usagef("--from is required: a file, STORAGE:KEY, or latest")
 	}
@@ -168,6 +178,11 @@ func (g *globals) source(ctx context.Context, dbName, from string) (*schema.Data
 	db, err := a.pickDatabase(dbName)
 	if err != nil {
 		return nil, restore.Source{}, err
+	}
+	if before != nil {
+		if err := before(db); err != nil {
+			return nil, restore.Source{}, err
+		}
 	}
 	src, err := restore.Resolve(ctx, a.storagesOf(db), from, time.Now())
 	if errors.Is(err, restore.ErrBadSource) {

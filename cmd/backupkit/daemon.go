@@ -49,7 +49,6 @@ func (g *globals) daemon(ctx context.Context, o daemonOptions) error {
 	m := newMetrics()
 	n := newNotifier(g, a.cfg, m)
 	r := g.runner(a, o.parallel, o.runTimeout, n)
-	r.Progress = nil
 	h := &health{}
 	d := &reconcile.Daemon{Runner: r, Interval: o.interval, OnTick: func(ctx context.Context, t reconcile.Tick) {
 		g.logTick(t)

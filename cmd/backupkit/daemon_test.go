@@ -321,3 +321,43 @@ func TestBackupNotifiesAndNeverLeaksSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The daemon works on up to --parallel databases at once: one long dump
+// does not hold back every other database's slot.
+func TestDaemonRunsDatabasesInParallel(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	dir := t.TempDir()
+	a, b := testDB(t, pg, "bk_par_a"), testDB(t, pg, "bk_par_b")
+	extra := "      schedule: \"0 0 1 1 *\"\n      compression: gzip\n"
+	cfg := config(t, pg, dir, nil, dbSpec{name: "a", database: a, extra: extra}, dbSpec{name: "b", database: b, extra: extra})
+	slow := "PATH=" + shimPgDump(t, `"$REAL" "$@" | (head -c 10000; sleep 4; cat)`)
+	p := startDaemon(t, []string{slow}, "-c", cfg, "--interval", "1s", "--parallel", "2")
+	store := filepath.Join(dir, "store")
+	waitFor(t, "both backups under way at once", 20*time.Second, func() bool {
+		la, _ := sinks.NewLocal("l", store).Leftovers(context.Background(), "a/")
+		lb, _ := sinks.NewLocal("l", store).Leftovers(context.Background(), "b/")
+		return len(la) == 1 && len(lb) == 1
+	})
+	waitFor(t, "both backups", 20*time.Second, func() bool { return countBackups(t, store, "a") == 1 && countBackups(t, store, "b") == 1 })
+	p.stop(t)
+}
+
+// Off a terminal, a long dump logs its progress, so a sidecar's log shows
+// it is alive.
+func TestProgressIsLoggedOffTerminal(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	dir := t.TempDir()
+	db := testDB(t, pg, "bk_progress")
+	cfg := config(t, pg, dir, nil, dbSpec{name: "app", database: db, extra: "      compression: gzip\n"})
+	cmd := exec.Command(binary(t), "backup", "-c", cfg, "--log-format", "json", "--progress-interval", "500ms")
+	cmd.Env = append(os.Environ(), "PATH="+shimPgDump(t, `"$REAL" "$@" | (head -c 10000; sleep 2; cat)`))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `"msg":"progress"`) || !strings.Contains(string(out), `"what":"backup app"`) || !strings.Contains(string(out), `"of_about"`) {
+		t.Fatalf("no progress logged:\n%s", out)
+	}
+}

@@ -55,8 +55,10 @@ func newInitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "wrote %s: database %s → %s\nnext: backupkit test -c %s\n", out, d.Name, storageDesc(d), out)
-			if strings.Contains(dbURL, "@") && strings.Contains(strings.SplitN(dbURL, "@", 2)[0], ":") {
-				fmt.Fprintln(g.stdout, "the password from --database-url was not written: export DB_PASSWORD")
+			if u, err := url.Parse(dbURL); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					fmt.Fprintln(g.stdout, "the password from --database-url was not written: export DB_PASSWORD")
+				}
 			}
 			return nil
 		},

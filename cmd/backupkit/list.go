@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/reconcile"
 	"github.com/backupkit/backupkit/repo"
 )
@@ -17,6 +19,7 @@ type listOptions struct{ db, output string }
 
 // listEntry is one backup in `list -o json`.
 type listEntry struct {
+	ID       string    `json:"id"`
 	Database string    `json:"database"`
 	Storage  string    `json:"storage"`
 	Key      string    `json:"key"`
@@ -40,6 +43,21 @@ func newListCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.db, "db", "", "only this database")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// age says how long ago, roughly: "42s ago", "3h ago", "5d ago".
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "in the future"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 }
 
 func (g *globals) list(ctx context.Context, o listOptions) error {
@@ -66,7 +84,7 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 			}
 			kept := reconcile.KeptBy(d, bs, now)
 			for j, b := range bs {
-				le := listEntry{Database: d.Name, Storage: st, Key: b.Key, Time: b.Time, Size: b.Size, KeptBy: kept[j], hasSum: b.HasChecksum}
+				le := listEntry{ID: format.ID(b.Key), Database: d.Name, Storage: st, Key: b.Key, Time: b.Time, Size: b.Size, KeptBy: kept[j], hasSum: b.HasChecksum}
 				if le.KeptBy == nil {
 					le.KeptBy = []string{}
 				}
@@ -86,7 +104,8 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 		}
 		return errors.Join(errs...)
 	}
-	fmt.Fprintf(g.stdout, "%-16s %-10s %-22s %10s %-8s %s\n", "DATABASE", "STORAGE", "TIME (UTC)", "SIZE", "SHA256", "KEPT BY")
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDATABASE\tSTORAGE\tTIME (UTC)\tLOCAL TIME\tAGE\tSIZE\tSHA256\tKEPT BY\t")
 	for _, le := range entries {
 		sum := "-"
 		if le.hasSum {
@@ -96,8 +115,11 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 		if kb == "" {
 			kb = "(prunable)"
 		}
-		fmt.Fprintf(g.stdout, "%-16s %-10s %-22s %10s %-8s %s\n", le.Database, le.Storage, le.Time.Format("2006-01-02 15:04:05"), humanBytes(le.Size), sum, kb)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", le.ID, le.Database, le.Storage,
+			le.Time.UTC().Format("2006-01-02 15:04:05"), le.Time.Local().Format("2006-01-02 15:04 MST"), age(now.Sub(le.Time)),
+			humanBytes(le.Size), sum, kb)
 	}
+	tw.Flush()
 	fmt.Fprintf(g.stdout, "%d backup(s)\n", len(entries))
 	return errors.Join(errs...)
 }

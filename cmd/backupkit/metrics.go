@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,6 +21,9 @@ type metrics struct {
 	backups     *prometheus.CounterVec
 	prunes      *prometheus.CounterVec
 	notifs      *prometheus.CounterVec
+	overdue     *prometheus.GaugeVec
+	listFails   *prometheus.CounterVec
+	nextDue     *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -36,7 +40,13 @@ func newMetrics() *metrics {
 		Help: "Backups pruned, by result."}, []string{"database", "result"})
 	m.notifs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backupkit_notifications_total",
 		Help: "Notification deliveries, by route type and result."}, []string{"type", "result"})
-	m.reg.MustRegister(m.lastSuccess, m.duration, m.bytes, m.backups, m.prunes, m.notifs,
+	m.overdue = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backupkit_overdue",
+		Help: "1 when the database has had no successful backup for longer than alert_after (or twice its interval)."}, []string{"database"})
+	m.listFails = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backupkit_storage_listing_failures_total",
+		Help: "Listings of a database's storage that failed (nothing is decided for it then)."}, []string{"database", "storage"})
+	m.nextDue = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backupkit_next_backup_timestamp_seconds",
+		Help: "When the next backup is due; 0 when on demand only, or when none exists yet (due now)."}, []string{"database", "storage"})
+	m.reg.MustRegister(m.lastSuccess, m.duration, m.bytes, m.backups, m.prunes, m.notifs, m.overdue, m.listFails, m.nextDue,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -55,17 +65,36 @@ func (m *metrics) tick(t reconcile.Tick) {
 				m.duration.WithLabelValues(o.Database, o.Storage).Set(o.Duration.Seconds())
 				m.bytes.WithLabelValues(o.Database, o.Storage).Set(float64(o.Bytes))
 			}
-		case o.Type == reconcile.ActPrune && o.Err == nil:
-			m.prune(o.Database, true)
+		case o.Type == reconcile.ActPrune:
+			m.prune(o.Database, o.Err == nil)
 		}
+	}
+	for _, u := range t.Unobserved {
+		db, st, _ := strings.Cut(u, "/")
+		m.listFails.WithLabelValues(db, st).Inc()
+	}
+	for _, n := range t.Plan.Next {
+		m.nextDue.WithLabelValues(n.Database, n.Storage).Set(seconds(n.Due))
 	}
 	for _, s := range t.Statuses {
+		// A database that never succeeded exports 0 (1970), so "time() -
+		// last success > limit" fires for it too.
 		for st, last := range s.LastSuccess {
-			if !last.IsZero() {
-				m.lastSuccess.WithLabelValues(s.Database, st).Set(float64(last.UnixNano()) / 1e9)
-			}
+			m.lastSuccess.WithLabelValues(s.Database, st).Set(seconds(last))
 		}
+		over := 0.0
+		if s.Overdue {
+			over = 1
+		}
+		m.overdue.WithLabelValues(s.Database).Set(over)
 	}
+}
+
+func seconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 // health is what /healthz answers.
@@ -96,8 +125,9 @@ func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	switch {
 	case !h.ticked:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "starting: no reconcile tick has finished yet")
+		// Healthy unless something is actually wrong: a first backup
+		// that takes an hour is not a reason to mark the container sick.
+		fmt.Fprintln(w, "ok: the first reconcile tick is still running")
 	case len(h.reason) > 0:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, strings.Join(h.reason, "\n"))

@@ -82,6 +82,7 @@ type actionJSON struct {
 	Storage     string               `json:"storage"`
 	Key         string               `json:"key,omitempty"`
 	Reason      string               `json:"reason"`
+	Code        string               `json:"reason_code"`
 	Forced      bool                 `json:"forced,omitempty"`
 	Conditional bool                 `json:"conditional,omitempty"`
 }
@@ -95,7 +96,7 @@ type planDoc struct {
 }
 
 func actionOf(a reconcile.Action) actionJSON {
-	return actionJSON{Type: a.Type, Database: a.Database, Storage: a.Storage, Key: a.Key, Reason: a.Reason, Forced: a.Forced, Conditional: a.Conditional}
+	return actionJSON{Type: a.Type, Database: a.Database, Storage: a.Storage, Key: a.Key, Reason: a.Reason, Code: a.Code, Forced: a.Forced, Conditional: a.Conditional}
 }
 
 func planJSON(p reconcile.Plan) planDoc {
@@ -127,5 +128,27 @@ func renderPlan(w io.Writer, p reconcile.Plan) {
 		fmt.Fprintf(w, "No changes planned for the storages that were listed; %d could not be listed, so nothing can be decided for them.\n", len(p.Unobserved))
 	default:
 		fmt.Fprintln(w, "No changes: every backup is up to date and retention is satisfied.")
+		for _, n := range p.Next {
+			switch {
+			case n.Due.IsZero():
+				fmt.Fprintf(w, "  %s → %s: newest backup %s; no schedule, backed up on demand only\n", n.Database, n.Storage, fmtWhen(n.Newest, p.Now))
+			default:
+				fmt.Fprintf(w, "  %s → %s: newest backup %s; next due %s\n", n.Database, n.Storage, fmtWhen(n.Newest, p.Now), fmtWhen(n.Due, p.Now))
+			}
+		}
 	}
+}
+
+// fmtWhen is a time with how far it is from now: "2026-11-27T02:00:00Z
+// (in 14h)", "2026-11-26T02:00:00Z (9h ago)".
+func fmtWhen(t, now time.Time) string {
+	if t.IsZero() {
+		return "none"
+	}
+	d := t.Sub(now)
+	rel := age(-d)
+	if d > 0 {
+		rel = "in " + strings.TrimSuffix(age(d), " ago")
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + rel + ")"
 }

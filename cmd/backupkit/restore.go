@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/backupkit/backupkit/restore"
+	"github.com/backupkit/backupkit/schema"
 )
 
 type restoreOptions struct {
@@ -38,7 +41,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.allowSQL, "allow-sql-fallback", false, "restore SQL text backups with psql (in restricted mode: no backslash commands)")
 	f.BoolVar(&o.single, "single-transaction", false, "restore in one transaction: all or nothing")
 	f.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "accept an unencrypted backup although the config encrypts (its bytes cannot be authenticated)")
-	f.BoolVar(&o.force, "force", false, "allow restoring into postgres, template0 or template1")
+	f.BoolVar(&o.force, "force", false, "allow --clean over the configured database without asking, and restoring into postgres, template0 or template1")
 	f.IntVar(&o.jobs, "jobs", 1, "parallel pg_restore jobs (spools the decoded archive to --temp-dir)")
 	f.StringVar(&o.tempDir, "temp-dir", "", "folder for the --jobs spool file (created 0700; default the system temp folder)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
@@ -55,7 +58,12 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 	if err := outputFlag(o.output); err != nil {
 		return err
 	}
-	db, src, err := g.source(ctx, o.db, o.from)
+	db, src, err := g.source(ctx, o.db, o.from, func(db *schema.Database) error {
+		if o.to == "" && o.clean && !o.force {
+			return g.confirmOverwrite(db.Name, db.Connection.Database)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -65,8 +73,7 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 	if o.to != "" {
 		ro.Target.Database = o.to
 	}
-	if isTerminal(g.stderr) {
-		p := g.progress("restore " + ro.Target.Database)
+	if p := g.progress("restore "+ro.Target.Database, 0); p != nil {
 		defer p(-1)
 		ro.Progress = p
 	}
@@ -89,5 +96,20 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 		}{v1, src.Desc, ro.Target.Database, res.Layers.String(), res.Created, res.Entries, res.Duration.Milliseconds()})
 	}
 	fmt.Fprintf(g.stdout, "restored %s into %s (%s) in %s\n", src.Desc, ro.Target.Database, res.Layers, res.Duration.Round(time.Millisecond))
+	return nil
+}
+
+// confirmOverwrite asks before --clean replaces the configured (usually
+// production) database: on a terminal the user types its name; without
+// one, --force is needed.
+func (g *globals) confirmOverwrite(name, database string) error {
+	if !isTerminal(g.stdin) {
+		return usagef("--clean without --to-database replaces %s, the configured database of %s: pass --force to confirm (there is no terminal to ask on), or restore elsewhere with --to-database NEW", database, name)
+	}
+	fmt.Fprintf(g.stderr, "This replaces the contents of database %s (the configured database of %s).\nType its name to go on: ", database, name)
+	line, _ := bufio.NewReader(g.stdin).ReadString('\n')
+	if strings.TrimSpace(line) != database {
+		return usagef("not confirmed: %s was left as it is", database)
+	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -52,32 +53,46 @@ func (e failure) Unwrap() error { return e.err }
 type globals struct {
 	configPath string
 	verbose    bool
+	quiet      bool
+	noColor    bool
 	logFormat  string
-	stdout     io.Writer
-	stderr     io.Writer
-	log        *slog.Logger
+	// progressEvery is how often progress is logged off a terminal.
+	progressEvery time.Duration
+	stdin         io.Reader
+	stdout        io.Writer
+	stderr        io.Writer
+	log           *slog.Logger
 }
 
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether a stream is a terminal.
+func isTerminal(s any) bool {
+	f, ok := s.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
+}
+
+// color reports whether stderr gets colours: a terminal, and neither
+// --no-color nor NO_COLOR (https://no-color.org) says otherwise.
+func (g *globals) color() bool {
+	return isTerminal(g.stderr) && !g.noColor && os.Getenv("NO_COLOR") == ""
 }
 
 func (g *globals) setupLogging() error {
 	level := slog.LevelInfo
-	if g.verbose {
+	switch {
+	case g.quiet:
+		level = slog.LevelError
+	case g.verbose:
 		level = slog.LevelDebug
 	}
 	switch g.logFormat {
 	case "", "auto":
 		if isTerminal(g.stderr) {
-			g.log = slog.New(tint.NewHandler(g.stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly}))
+			g.log = slog.New(tint.NewHandler(g.stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !g.color()}))
 		} else {
 			g.log = slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 		}
 	case "text":
-		g.log = slog.New(tint.NewHandler(g.stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !isTerminal(g.stderr)}))
+		g.log = slog.New(tint.NewHandler(g.stderr, &tint.Options{Level: level, TimeFormat: time.TimeOnly, NoColor: !g.color()}))
 	case "json":
 		g.log = slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 	default:
@@ -98,16 +113,21 @@ Exit codes: 0 success, 1 failure, 2 usage or config error
 (plan --detailed-exitcode: 0 no changes, 2 changes pending, 1 error).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			return g.setupLogging()
 		},
 	}
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
+	root.SetVersionTemplate("backupkit {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.configPath, "config", "c", "", "path to the config file (.yaml, .yml, .json or .cue)")
+	pf.StringVarP(&g.configPath, "config", "c", "", "config file (.yaml, .yml, .json or .cue); default $BACKUPKIT_CONFIG, then ./backupkit.yaml")
 	pf.BoolVar(&g.verbose, "verbose", false, "debug logging")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log only errors; no progress display")
+	pf.BoolVar(&g.noColor, "no-color", false, "no colours in logs (also: NO_COLOR set)")
+	pf.DurationVar(&g.progressEvery, "progress-interval", 30*time.Second, "how often long work logs its progress when stderr is not a terminal")
 	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (default: text on a terminal, json otherwise)")
 
 	root.AddCommand(
@@ -131,12 +151,19 @@ Exit codes: 0 success, 1 failure, 2 usage or config error
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	g.log = slog.New(slog.NewTextHandler(stderr, nil))
 	root := newRoot(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	return exitCode(err, stderr)
+	code := exitCode(err, stderr)
+	var ec exitCodeError
+	if code != exitOK && !errors.As(err, &ec) && slices.Contains(args, "--detailed-exitcode") {
+		// A CI gate accepts 0 (no changes) and 2 (changes pending): every
+		// error, a usage or config one included, must be 1.
+		return exitFailure
+	}
+	return code
 }
 
 func exitCode(err error, stderr io.Writer) int {

@@ -17,16 +17,33 @@ import (
 	"github.com/backupkit/backupkit/sinks"
 )
 
-// checklist prints ✓/✗ lines and remembers failures.
+// checklist prints ✓/✗ lines (or collects them for -o json) and
+// remembers failures.
 type checklist struct {
-	w      io.Writer
+	w      io.Writer // nil: collect only
 	failed int
+	items  []checkJSON
 }
 
-func (c *checklist) ok(format string, args ...any) { fmt.Fprintf(c.w, "✓ "+format+"\n", args...) }
+type checkJSON struct {
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Hint   string `json:"hint,omitempty"`
+}
+
+func (c *checklist) ok(format string, args ...any) {
+	c.items = append(c.items, checkJSON{OK: true, Detail: fmt.Sprintf(format, args...)})
+	if c.w != nil {
+		fmt.Fprintf(c.w, "✓ "+format+"\n", args...)
+	}
+}
 
 func (c *checklist) fail(hint string, format string, args ...any) {
 	c.failed++
+	c.items = append(c.items, checkJSON{Detail: fmt.Sprintf(format, args...), Hint: hint})
+	if c.w == nil {
+		return
+	}
 	fmt.Fprintf(c.w, "✗ "+format+"\n", args...)
 	if hint != "" {
 		fmt.Fprintf(c.w, "    hint: %s\n", hint)
@@ -35,6 +52,7 @@ func (c *checklist) fail(hint string, format string, args ...any) {
 
 func newTestCmd(g *globals) *cobra.Command {
 	var notify bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "test",
 		Short: "Check the setup: databases, pg_dump, storages, notification routes",
@@ -44,16 +62,34 @@ func newTestCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := outputFlag(output); err != nil {
+				return err
+			}
 			c := &checklist{w: g.stdout}
+			if output == "json" {
+				c.w = nil
+			}
 			g.checkSetup(cmd.Context(), a, c, notify)
+			if output == "json" {
+				if err := writeJSON(g.stdout, struct {
+					envelope
+					OK     bool        `json:"ok"`
+					Checks []checkJSON `json:"checks"`
+				}{v1, c.failed == 0, c.items}); err != nil {
+					return err
+				}
+			}
 			if c.failed > 0 {
 				return fmt.Errorf("%d check(s) failed", c.failed)
 			}
-			fmt.Fprintln(g.stdout, "all checks passed")
+			if output == "text" {
+				fmt.Fprintln(g.stdout, "all checks passed")
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&notify, "notify", false, "send a test event to every notification route")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 

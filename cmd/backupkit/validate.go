@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -10,13 +11,49 @@ import (
 	"github.com/backupkit/backupkit/schema"
 )
 
+type problemJSON struct {
+	Path     string `json:"path"`
+	Position string `json:"position"`
+	Message  string `json:"message"`
+}
+
 func newValidateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Load and validate the config; print every problem",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := outputFlag(output); err != nil {
+				return err
+			}
 			cfg, err := g.loadConfig()
+			if output == "json" {
+				doc := struct {
+					envelope
+					Valid         bool          `json:"valid"`
+					File          string        `json:"file"`
+					Databases     int           `json:"databases"`
+					Storages      int           `json:"storages"`
+					Notifications int           `json:"notifications"`
+					Problems      []problemJSON `json:"problems"`
+				}{envelope: v1, Valid: err == nil, File: g.configPath, Problems: []problemJSON{}}
+				var se *schema.Error
+				if errors.As(err, &se) {
+					for _, p := range se.Problems {
+						doc.Problems = append(doc.Problems, problemJSON{p.Path, p.Pos, p.Msg})
+					}
+				} else if err != nil {
+					return err
+				}
+				if cfg != nil {
+					doc.Databases, doc.Storages, doc.Notifications = len(cfg.Databases), len(cfg.Storage), len(cfg.Notifications)
+				}
+				if werr := writeJSON(g.stdout, doc); werr != nil {
+					return werr
+				}
+				return err
+			}
 			if err != nil {
 				return err
 			}
@@ -25,6 +62,8 @@ func newValidateCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
 }
 
 func newSchemaCmd(g *globals) *cobra.Command {

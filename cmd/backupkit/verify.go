@@ -38,7 +38,7 @@ func (g *globals) verify(ctx context.Context, o verifyOptions) error {
 	if err := outputFlag(o.output); err != nil {
 		return err
 	}
-	db, src, err := g.source(ctx, o.db, o.from)
+	db, src, err := g.source(ctx, o.db, o.from, nil)
 	if err != nil {
 		return err
 	}
