@@ -230,3 +230,27 @@ func TestForgedHeaderCannotForceAHugeKDF(t *testing.T) {
 		}
 	}
 }
+
+// The caps, exactly at their edges.
+func TestKDFParameterEdges(t *testing.T) {
+	for _, c := range []struct {
+		k  kdf
+		ok bool
+	}{
+		{kdf{kdfScrypt, 10, 8, 1}, true}, {kdf{kdfScrypt, 9, 8, 1}, false},
+		{kdf{kdfScrypt, 20, 1, 1}, true}, {kdf{kdfScrypt, 21, 1, 1}, false},
+		{kdf{kdfScrypt, 14, 1, 1}, true}, {kdf{kdfScrypt, 14, 0, 1}, false},
+		{kdf{kdfScrypt, 11, 32, 1}, true}, {kdf{kdfScrypt, 11, 33, 1}, false},
+		{kdf{kdfScrypt, 14, 8, 4}, true}, {kdf{kdfScrypt, 14, 8, 5}, false}, {kdf{kdfScrypt, 14, 8, 0}, false},
+		{kdf{kdfScrypt, 18, 8, 1}, true}, {kdf{kdfScrypt, 18, 9, 1}, false}, // 256 MiB, then more
+		{kdf{kdfArgon2id, 10, 1, 1}, true}, {kdf{kdfArgon2id, 9, 1, 1}, false},
+		{kdf{kdfArgon2id, 18, 1, 1}, true}, {kdf{kdfArgon2id, 19, 1, 1}, false}, // 256 MiB, then 512
+		{kdf{kdfArgon2id, 16, 10, 1}, true}, {kdf{kdfArgon2id, 16, 11, 1}, false}, {kdf{kdfArgon2id, 16, 0, 1}, false},
+		{kdf{kdfArgon2id, 16, 3, 16}, true}, {kdf{kdfArgon2id, 16, 3, 17}, false}, {kdf{kdfArgon2id, 16, 3, 0}, false},
+		{kdf{0, 16, 3, 4}, false}, {kdf{3, 16, 3, 4}, false},
+	} {
+		if err := c.k.check(); (err == nil) != c.ok {
+			t.Errorf("%s (id %d): check() = %v, want ok=%v", c.k, c.k.id, err, c.ok)
+		}
+	}
+}

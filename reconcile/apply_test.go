@@ -172,11 +172,15 @@ func TestApplyPrunesOnlyOnWhatExists(t *testing.T) {
 				t.Fatalf("case %d: prune failed: %v", i, o.Err)
 			}
 		}
-		// The outcome and the event say what happened to the backup.
+		// The outcome and the event say what happened to the backup; a
+		// prune that succeeds is no event (only failures are told).
 		var backupEvents []Event
 		for _, e := range seen.got {
 			if e.Kind == EventBackup {
 				backupEvents = append(backupEvents, e)
+			}
+			if e.Kind == EventPrune {
+				t.Fatalf("case %d: a prune event although every prune succeeded: %+v", i, e)
 			}
 		}
 		switch scenario {

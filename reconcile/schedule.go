@@ -66,9 +66,4 @@ func due(expr string, loc *time.Location, newest time.Time, now time.Time) (bool
 	return true, "due: slot " + fmtTime(slot) + ", newest backup " + fmtTime(newest)
 }
 
-func fmtTime(t time.Time) string {
-	if t.Location() == time.UTC {
-		return t.Format("2006-01-02T15:04:05Z")
-	}
-	return t.Format(time.RFC3339)
-}
+func fmtTime(t time.Time) string { return t.Format(time.RFC3339) }

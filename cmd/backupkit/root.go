@@ -144,6 +144,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error
 		newInitCmd(g),
 		newTestCmd(g),
 	)
+	g.completions(root)
 	return root
 }
 
