@@ -31,10 +31,14 @@ lint:
 	if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-tools: $(TOOLS)/versitygw
+tools: $(TOOLS)/versitygw $(TOOLS)/promtool
 
 $(TOOLS)/versitygw:
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+# Prometheus's rule tester, for examples/alerts_test.yaml.
+$(TOOLS)/promtool:
+	GOBIN=$(TOOLS) $(GO) install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 
 bench: build tools
 	PATH="$(TOOLS):$$PATH" $(GO) run ./bench $(BENCHFLAGS)

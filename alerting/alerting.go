@@ -36,7 +36,7 @@ type Route struct {
 }
 
 // Wants reports whether the route subscribes to an outcome ("success",
-// "failure", "overdue", "recovered").
+// "failure", "overdue", "recovered", "drill_success", "drill_failure").
 func (r Route) Wants(outcome string) bool {
 	for _, o := range r.On {
 		if o == outcome || (o == "both" && (outcome == "success" || outcome == "failure")) {
@@ -53,6 +53,7 @@ const (
 	KindOverdue   = "overdue"
 	KindRecovered = "recovered"
 	KindTest      = "test"
+	KindDrill     = "drill"
 	// KindStart is sent to healthchecks routes only (the /start ping).
 	KindStart = "start"
 )
@@ -65,6 +66,10 @@ type Event struct {
 	Dest     string    `json:"dest"`
 	Duration string    `json:"duration"`
 	Error    string    `json:"error,omitempty"`
+	Tables   int       `json:"tables,omitempty"` // backups and drills: tables and rows
+	Rows     int64     `json:"rows,omitempty"`
+	Key      string    `json:"key,omitempty"`   // drills: the backup drilled
+	Check    string    `json:"check,omitempty"` // drills: the check that failed
 	Event    string    `json:"event"`
 	Time     time.Time `json:"time"`
 	Host     string    `json:"host"`
@@ -75,6 +80,8 @@ func (e Event) outcome() string {
 	switch e.Event {
 	case KindOverdue, KindRecovered:
 		return e.Event
+	case KindDrill:
+		return "drill_" + e.Status
 	}
 	return e.Status
 }
@@ -90,6 +97,11 @@ func (e Event) Summary() string {
 		return "test notification"
 	case KindPrune:
 		return e.DB + " prune " + verb(e.Status)
+	case KindDrill:
+		if e.Status == "success" {
+			return e.DB + " restore drill passed"
+		}
+		return e.DB + " restore drill FAILED"
 	}
 	return e.DB + " backup " + verb(e.Status)
 }
@@ -298,6 +310,15 @@ func text(e Event) string {
 	}
 	if e.Duration != "" {
 		fmt.Fprintf(&b, "duration: %s\n", e.Duration)
+	}
+	if e.Tables > 0 {
+		fmt.Fprintf(&b, "tables:   %d (%d rows)\n", e.Tables, e.Rows)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, "backup:   %s\n", e.Key)
+	}
+	if e.Check != "" {
+		fmt.Fprintf(&b, "check:    %s\n", e.Check)
 	}
 	if e.Error != "" {
 		fmt.Fprintf(&b, "error:    %s\n", e.Error)

@@ -178,38 +178,94 @@ func (o BackupOptions) Ext() format.Ext {
 	return e
 }
 
-// Backup streams pg_dump → compression → encryption into w and returns
-// the number of bytes pg_dump produced. Memory is bounded by the stages'
-// buffers. On error, what was written to w is not a complete backup.
-func Backup(ctx context.Context, o BackupOptions, w io.Writer) (int64, error) {
+// DumpResult is what a backup's dump was.
+type DumpResult struct {
+	Bytes int64 // what pg_dump wrote
+	// Archive is the walk of pg_dump's stream: its table of contents,
+	// and the rows of every table counted from the data itself.
+	Archive *format.ArchiveInfo
+}
+
+// Backup streams pg_dump → compression → encryption into w. On the way
+// the archive is walked to its end (its table of contents read, its rows
+// counted): a dump whose stream does not read as a whole archive fails.
+// Memory is bounded by the stages' buffers. On error, what was written to
+// w is not a complete backup.
+func Backup(ctx context.Context, o BackupOptions, w io.Writer) (DumpResult, error) {
+	var res DumpResult
 	var dst io.Writer = w
 	var enc io.WriteCloser
 	if o.Password != "" {
 		var err error
 		if enc, err = format.NewEncrypter(w, o.Password); err != nil {
-			return 0, err
+			return res, err
 		}
 		dst = enc
 	}
 	comp, err := format.NewCompressor(dst, o.Compression, o.Level)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	d := o.Dump
 	d.Compress = o.Compression == format.None || o.Compression == ""
-	n, err := Dump(ctx, d, comp)
+	walk := newWalkTee()
+	res.Bytes, err = Dump(ctx, d, io.MultiWriter(comp, walk))
+	info, werr := walk.finish(err)
 	if cerr := comp.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("compress: %w", cerr)
 	}
 	if err != nil {
-		return n, err
+		return res, err
 	}
+	if werr != nil {
+		return res, fmt.Errorf("pg_dump's output does not read as a whole archive: %w", werr)
+	}
+	res.Archive = info
 	if enc != nil {
 		if err := enc.Close(); err != nil {
-			return n, fmt.Errorf("encrypt: %w", err)
+			return res, fmt.Errorf("encrypt: %w", err)
 		}
 	}
-	return n, nil
+	return res, nil
+}
+
+// walkTee walks the archive that is written to it, in a goroutine; a
+// walk that fails keeps draining, so the dump is never held up.
+type walkTee struct {
+	pw   *io.PipeWriter
+	done chan walked
+}
+
+type walked struct {
+	info *format.ArchiveInfo
+	err  error
+}
+
+func newWalkTee() *walkTee {
+	pr, pw := io.Pipe()
+	t := &walkTee{pw: pw, done: make(chan walked, 1)}
+	go func() {
+		info, err := format.WalkArchive(pr)
+		if err == nil {
+			var b [1]byte
+			if n, _ := pr.Read(b[:]); n > 0 {
+				err = fmt.Errorf("%w: bytes after the archive's end", format.ErrArchive)
+			}
+		}
+		io.Copy(io.Discard, pr)
+		t.done <- walked{info, err}
+	}()
+	return t
+}
+
+func (t *walkTee) Write(p []byte) (int, error) { return t.pw.Write(p) }
+
+// finish ends the stream (with the dump's error, if any) and returns
+// the walk.
+func (t *walkTee) finish(dumpErr error) (*format.ArchiveInfo, error) {
+	t.pw.CloseWithError(dumpErr)
+	w := <-t.done
+	return w.info, w.err
 }
 
 type countingWriter struct {

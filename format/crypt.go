@@ -342,3 +342,6 @@ func (d *decrypter) next() error {
 	d.done = last
 	return nil
 }
+
+// DefaultKDF names the key derivation new backups use.
+func DefaultKDF() string { return defaultKDF.String() }

@@ -52,3 +52,23 @@ func TestSidecarLine(t *testing.T) {
 		}
 	}
 }
+
+func TestDrillKeys(t *testing.T) {
+	key := "app/20261125_020007.123456789Z.dump.gz"
+	at := time.Date(2026, 11, 29, 5, 0, 3, 0, time.UTC)
+	for _, ok := range []bool{true, false} {
+		k := DrillKey(key, at, ok)
+		b, m, valid := ParseDrillKey(k)
+		if !valid || b != key || !m.Time.Equal(at) || m.OK != ok || m.Key != k {
+			t.Fatalf("%s: %q %+v %v", k, b, m, valid)
+		}
+		if _, isBackup := ParseKey(k); isBackup {
+			t.Fatalf("a drill result %s parses as a backup", k)
+		}
+	}
+	for _, k := range []string{key + ".drill.x.ok.json", key + ".drill.20261129_050003.000000000Z.maybe.json", "app/notes.drill.20261129_050003.000000000Z.ok.json"} {
+		if _, _, ok := ParseDrillKey(k); ok {
+			t.Errorf("%s parsed as a drill result", k)
+		}
+	}
+}

@@ -180,3 +180,31 @@ func DatabaseSize(ctx context.Context, c Conn) (int64, error) {
 	err = conn.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n)
 	return n, err
 }
+
+// CountTables returns the number of user tables (ordinary and
+// partitioned) of the connected database.
+func CountTables(ctx context.Context, c Conn) (int, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'`).Scan(&n)
+	return n, err
+}
+
+// DatabasesLike lists the databases whose name matches a LIKE pattern.
+func DatabasesLike(ctx context.Context, c Conn, pattern string) ([]string, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1", pattern)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/internal/fault"
 	"github.com/backupkit/backupkit/repo"
@@ -59,6 +60,12 @@ type Outcome struct {
 	Duration time.Duration
 	Err      error
 	Skip     Skip
+	// Tables and Rows are what a backup holds, counted from its stream
+	// (drills: what was checked).
+	Tables int
+	Rows   int64
+	// Drill is a drill's result.
+	Drill *format.DrillResult
 }
 
 // Failed reports whether the action failed.
@@ -88,6 +95,7 @@ const (
 	EventStart  EventKind = "start"
 	EventBackup EventKind = "backup"
 	EventPrune  EventKind = "prune"
+	EventDrill  EventKind = "drill"
 )
 
 // Event is what the runner tells its observer about a database's run;
@@ -100,6 +108,10 @@ type Event struct {
 	Dest     []string // storage:key of each copy written
 	Duration time.Duration
 	Err      error
+	Tables   int   // backups: tables and rows the backup holds
+	Rows     int64 //
+	// drills: the storage and key drilled, the check that failed
+	Storage, Key, Check string
 }
 
 // Observer receives run events. Implementations must not block for long
@@ -128,6 +140,10 @@ type Runner struct {
 	Progress func(db *Database) func(n int)
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Version is BackupKit's, for manifests.
+	Version string
+
+	drills drillServers
 }
 
 func (r *Runner) now() time.Time {
@@ -197,7 +213,7 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 		defer cancel()
 	}
 	db := r.database(name)
-	var backups, prunes, cleanups []Action
+	var backups, prunes, cleanups, drills []Action
 	for _, a := range acts {
 		switch a.Type {
 		case ActBackup:
@@ -206,13 +222,28 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 			prunes = append(prunes, a)
 		case ActCleanup:
 			cleanups = append(cleanups, a)
+		case ActDrill:
+			drills = append(drills, a)
 		}
 	}
+	out := r.applyLocked(ctx, db, backups, prunes, cleanups)
+	// Drills run after the lock is released (they read, and take long),
+	// one at a time per drill server.
+	for _, a := range drills {
+		out = append(out, r.drill(ctx, db, a))
+	}
+	return out
+}
+
+// applyLocked runs a database's backups, prunes and cleanups under its
+// lock, so two writers on one config never act on each other's half-made
+// state.
+func (r *Runner) applyLocked(ctx context.Context, db *Database, backups, prunes, cleanups []Action) []Outcome {
 	var out []Outcome
+	if len(backups)+len(prunes)+len(cleanups) == 0 {
+		return nil
+	}
 	if r.Locker != nil {
-		// Backups, prunes and cleanups run under the database's lock, so
-		// two writers on one config never act on each other's half-made
-		// state.
 		unlock, ok, err := r.Locker.TryLock(ctx, db)
 		switch {
 		case err != nil:
@@ -243,7 +274,7 @@ func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) 
 		if ctx.Err() != nil {
 			o.Err = context.Cause(ctx)
 		} else if o.Err = r.Sinks[a.Storage].Cleanup(ctx, sinks.Leftover{Key: a.Key, UploadID: a.UploadID}); o.Err == nil {
-			r.Log.Info("cleaned up leftover", "database", name, "storage", a.Storage, "key", a.Key)
+			r.Log.Info("cleaned up leftover", "database", db.Name, "storage", a.Storage, "key", a.Key)
 		}
 		out = append(out, o)
 	}
@@ -277,7 +308,7 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 	if dumper == nil {
 		dumper = PipelineDumper{}
 	}
-	var dumped int64
+	var dumped exec.DumpResult
 	results, err := repo.FanOut(ctx, targets, func(w io.Writer) error {
 		d := *db
 		if r.Progress != nil {
@@ -296,12 +327,15 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 		}
 		return append(skipped, r.failBackups(ctx, db, acts, start, err)...)
 	}
+	m := r.manifest(db, key, start, dumped)
+	tables, rows := m.TableRows()
 	out := make([]Outcome, len(acts))
 	var dest []string
 	var errs []error
 	var total int64
 	for i, res := range results {
-		out[i] = Outcome{Action: acts[i], Written: key, Bytes: res.Size, SHA256: res.SHA256, Duration: res.Duration, Err: res.Err}
+		out[i] = Outcome{Action: acts[i], Written: key, Bytes: res.Size, SHA256: res.SHA256, Duration: res.Duration, Err: res.Err,
+			Tables: tables, Rows: rows}
 		if errors.Is(res.Err, repo.ErrNoSidecar) {
 			// Data written, sidecar failed: the backup exists.
 			r.Log.Warn("backup written without checksum sidecar", "database", db.Name, "storage", acts[i].Storage, "err", res.Err)
@@ -311,14 +345,34 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 			errs = append(errs, fmt.Errorf("%s: %w", acts[i].Storage, res.Err))
 			continue
 		}
+		mi := *m
+		mi.StoredBytes, mi.SHA256 = res.Size, res.SHA256
+		if err := repo.WriteManifest(context.WithoutCancel(ctx), r.Sinks[acts[i].Storage], &mi); err != nil {
+			r.Log.Warn("backup written without its manifest", "database", db.Name, "storage", acts[i].Storage, "err", err)
+		}
 		total = res.Size
 		dest = append(dest, acts[i].Storage+":"+key)
-		r.Log.Info("backup complete", "database", db.Name, "storage", acts[i].Storage, "key", key,
-			"bytes", res.Size, "dump_bytes", dumped, "sha256", res.SHA256, "duration", res.Duration.Round(time.Millisecond))
+		r.Log.Info("backup complete", "database", db.Name, "storage", acts[i].Storage, "key", key, "bytes", res.Size,
+			"dump_bytes", dumped.Bytes, "tables", tables, "rows", rows, "sha256", res.SHA256, "duration", res.Duration.Round(time.Millisecond))
 	}
 	r.event(ctx, Event{Kind: EventBackup, Database: db.Name, Success: len(errs) == 0, Bytes: total, Dest: dest,
-		Duration: time.Since(start), Err: errors.Join(errs...)})
+		Duration: time.Since(start), Err: errors.Join(errs...), Tables: tables, Rows: rows})
 	return append(skipped, out...)
+}
+
+// manifest describes a backup from its dump; stored bytes and checksum
+// are filled in per copy.
+func (r *Runner) manifest(db *Database, key string, start time.Time, d exec.DumpResult) *format.Manifest {
+	m := &format.Manifest{Version: 1, BackupKit: r.Version, Database: db.Name, DBName: db.Conn.Database, Key: key,
+		Started: start.UTC(), Finished: time.Now().UTC(), RawBytes: d.Bytes, Compression: db.Backup.Ext().Compression,
+		Tables: map[string]int64{}}
+	if db.Backup.Password != "" {
+		m.Encryption = "aes-256-gcm chunked, " + format.DefaultKDF()
+	}
+	if a := d.Archive; a != nil {
+		m.PgDumpVersion, m.ServerVersion, m.ArchiveVersion, m.Tables = a.DumpVersion, a.ServerVersion, a.Version, a.Tables()
+	}
+	return m
 }
 
 // failBackups reports every backup action of db as failed with err.
@@ -345,7 +399,7 @@ func (r *Runner) prune(ctx context.Context, db *Database, prunes []Action, backu
 		return skipAll(prunes, SkipBackupFailed)
 	}
 	var out []Outcome
-	allowed := map[string]map[string]bool{} // storage → prunable keys now
+	allowed := map[string]map[string]repo.Backup{} // storage → prunable backups now
 	for _, a := range prunes {
 		o := Outcome{Action: a}
 		if ctx.Err() != nil {
@@ -358,14 +412,15 @@ func (r *Runner) prune(ctx context.Context, db *Database, prunes []Action, backu
 			ok = r.prunableNow(ctx, db, a.Storage)
 			allowed[a.Storage] = ok
 		}
+		b, prunable := ok[a.Key]
 		switch {
 		case ok == nil:
 			o.Skip = SkipRelist
-		case !ok[a.Key]:
+		case !prunable:
 			o.Skip = SkipNotPrunable
 		default:
 			start := time.Now()
-			o.Err = repo.Delete(ctx, r.Sinks[a.Storage], a.Key)
+			o.Err = repo.Delete(ctx, r.Sinks[a.Storage], b)
 			o.Duration = time.Since(start)
 			if o.Err == nil {
 				r.Log.Info("pruned", "database", db.Name, "storage", a.Storage, "key", a.Key, "reason", a.Reason)
@@ -378,18 +433,18 @@ func (r *Runner) prune(ctx context.Context, db *Database, prunes []Action, backu
 	return out
 }
 
-// prunableNow lists one storage of db and returns the keys retention
-// prunes given what is there now (nil when the listing failed).
-func (r *Runner) prunableNow(ctx context.Context, db *Database, storage string) map[string]bool {
+// prunableNow lists one storage of db and returns the backups retention
+// prunes given what is there now, by key (nil when the listing failed).
+func (r *Runner) prunableNow(ctx context.Context, db *Database, storage string) map[string]repo.Backup {
 	ob := observeSlot(ctx, r.Sinks[storage], db.Name)
 	if ob.Err != nil {
 		return nil
 	}
-	keys := map[string]bool{}
+	out := map[string]repo.Backup{}
 	for _, b := range prunable(db, repo.Usable(ob.Backups, r.now()), nil) {
-		keys[b.Key] = true
+		out[b.Key] = b
 	}
-	return keys
+	return out
 }
 
 func skipAll(acts []Action, why Skip) []Outcome {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
@@ -21,12 +22,12 @@ import (
 // fakeDumper writes a few bytes, then fails when fail is set.
 type fakeDumper struct{ fail bool }
 
-func (f fakeDumper) Dump(ctx context.Context, db *Database, w io.Writer) (int64, error) {
+func (f fakeDumper) Dump(ctx context.Context, db *Database, w io.Writer) (exec.DumpResult, error) {
 	n, _ := w.Write([]byte("PGDMP fake dump"))
 	if f.fail {
-		return int64(n), errors.New("pg_dump died")
+		return exec.DumpResult{Bytes: int64(n)}, errors.New("pg_dump died")
 	}
-	return int64(n), nil
+	return exec.DumpResult{Bytes: int64(n)}, nil
 }
 
 // fakeLocker grants or refuses the lock; onLock runs when it is granted

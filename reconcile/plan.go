@@ -18,6 +18,7 @@ const (
 	ActBackup  ActionType = "backup"
 	ActPrune   ActionType = "prune"
 	ActCleanup ActionType = "cleanup"
+	ActDrill   ActionType = "drill"
 )
 
 // Action is one step of a plan.
@@ -77,9 +78,14 @@ func (p Plan) Count(t ActionType) int {
 	return n
 }
 
-// Summary is the one-line count: "2 to back up, 3 to prune, 0 to clean up".
+// Summary is the one-line count: "2 to back up, 3 to prune, 0 to clean
+// up" (and drills, when any).
 func (p Plan) Summary() string {
-	return fmt.Sprintf("%d to back up, %d to prune, %d to clean up", p.Count(ActBackup), p.Count(ActPrune), p.Count(ActCleanup))
+	s := fmt.Sprintf("%d to back up, %d to prune, %d to clean up", p.Count(ActBackup), p.Count(ActPrune), p.Count(ActCleanup))
+	if n := p.Count(ActDrill); n > 0 {
+		s += fmt.Sprintf(", %d to drill", n)
+	}
+	return s
 }
 
 // Slot is one (database, storage) pair.
@@ -161,7 +167,7 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 		if o.Database != "" && db.Name != o.Database {
 			continue
 		}
-		var backups, prunes, cleanups []Action
+		var backups, prunes, cleanups, drills []Action
 		for _, st := range db.Storages {
 			slot := Slot{db.Name, st}
 			ob := obs[slot]
@@ -209,6 +215,9 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason, Code: code, Forced: o.Force})
 			}
 			prunes = append(prunes, planPrunes(db, st, current, isDue, now)...)
+			if a, ok := planDrill(db, st, current, now); ok {
+				drills = append(drills, a)
+			}
 			for _, lo := range ob.Leftovers {
 				if now.Sub(lo.Started) > cleanupAge {
 					cleanups = append(cleanups, Action{Type: ActCleanup, Database: db.Name, Storage: st, Key: lo.Key, UploadID: lo.UploadID, Code: "leftover",
@@ -219,8 +228,35 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 		p.Actions = append(p.Actions, backups...)
 		p.Actions = append(p.Actions, prunes...)
 		p.Actions = append(p.Actions, cleanups...)
+		p.Actions = append(p.Actions, drills...)
 	}
 	return p
+}
+
+// planDrill decides whether a drill of the slot's newest backup is due:
+// when the next drill slot after the slot's last drill (of any backup)
+// has come, or it was never drilled.
+func planDrill(db *Database, st string, current []repo.Backup, now time.Time) (Action, bool) {
+	if db.Drill == nil || db.Drill.Schedule == "" || len(current) == 0 {
+		return Action{}, false
+	}
+	var last time.Time
+	for _, b := range current {
+		if d, ok := b.LastDrill(); ok && d.Time.After(last) && !d.Time.After(now) {
+			last = d.Time
+		}
+	}
+	a := Action{Type: ActDrill, Database: db.Name, Storage: st, Key: current[0].Key, Code: "drill_due"}
+	if last.IsZero() {
+		a.Reason = "drill due: never drilled"
+		return a, true
+	}
+	slot, ok := nextSlot(db.Drill.Schedule, db.Location, last)
+	if !ok || slot.After(now) {
+		return Action{}, false
+	}
+	a.Reason = "drill due: slot " + fmtTime(slot) + ", last drill " + fmtTime(last)
+	return a, true
 }
 
 // planPrunes applies retention to one slot. When a backup is planned, it

@@ -2,11 +2,13 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
 	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/pg"
+	"github.com/backupkit/backupkit/restore"
 )
 
 // Database is what reconcile needs to know of one configured database:
@@ -27,6 +29,20 @@ type Database struct {
 	Conn pg.Conn
 	// Backup is how the default Dumper dumps it.
 	Backup exec.BackupOptions
+	// Drill, when set, restores its backups into a scratch database on a
+	// schedule and checks them.
+	Drill *Drill
+}
+
+// Drill is how and when a database's backups are drilled.
+type Drill struct {
+	Schedule    string // cron in the database's Location; "" = on demand
+	Server      pg.Conn
+	MaxDuration time.Duration
+	Probes      []restore.Probe
+	// Check is what a backup of the database must look like (password,
+	// encryption expected).
+	Check restore.CheckOptions
 }
 
 // Retention is a restic-style set of keep rules.
@@ -34,10 +50,10 @@ type Retention struct {
 	KeepLast, KeepHourly, KeepDaily, KeepWeekly, KeepMonthly, KeepYearly int
 }
 
-// Dumper writes one backup of a database into w and returns the bytes
-// pg_dump produced.
+// Dumper writes one backup of a database into w and says what it was:
+// pg_dump's bytes and the walk of its archive (nil when not walked).
 type Dumper interface {
-	Dump(ctx context.Context, db *Database, w io.Writer) (int64, error)
+	Dump(ctx context.Context, db *Database, w io.Writer) (exec.DumpResult, error)
 }
 
 // Locker serialises the writers of one database: TryLock does not wait;
@@ -49,9 +65,21 @@ type Locker interface {
 // PipelineDumper is the real Dumper: pg_dump → compression → encryption.
 type PipelineDumper struct{}
 
-// Dump implements Dumper.
-func (PipelineDumper) Dump(ctx context.Context, db *Database, w io.Writer) (int64, error) {
-	return exec.Backup(ctx, db.Backup, w)
+// Dump implements Dumper. A dump with no table data of a database that
+// has tables is a failure, not a backup.
+func (PipelineDumper) Dump(ctx context.Context, db *Database, w io.Writer) (exec.DumpResult, error) {
+	res, err := exec.Backup(ctx, db.Backup, w)
+	if err != nil || res.Archive == nil || len(res.Archive.Tables()) > 0 {
+		return res, err
+	}
+	n, err := pg.CountTables(ctx, db.Conn)
+	if err != nil {
+		return res, fmt.Errorf("pg_dump wrote no table data; counting the database's tables failed: %w", err)
+	}
+	if n > 0 {
+		return res, fmt.Errorf("pg_dump wrote no table data, but %s has %d table(s): not a backup of it", db.Conn.Database, n)
+	}
+	return res, nil
 }
 
 // AdvisoryLocker is the real Locker: a PostgreSQL session advisory lock

@@ -1,9 +1,11 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -22,6 +24,18 @@ type Backup struct {
 	Key         string
 	Size        int64 // zero when listed for planning (Observe)
 	HasChecksum bool
+	HasManifest bool
+	// Drills are the results of restore drills of this backup, as their
+	// keys tell, newest first.
+	Drills []format.DrillMark
+}
+
+// LastDrill is the newest drill of b (ok is false when never drilled).
+func (b Backup) LastDrill() (format.DrillMark, bool) {
+	if len(b.Drills) == 0 {
+		return format.DrillMark{}, false
+	}
+	return b.Drills[0], true
 }
 
 // scanner is implemented by sinks that list objects and leftovers in one
@@ -73,9 +87,15 @@ func List(ctx context.Context, s sinks.Sink, db string) ([]Backup, error) {
 
 func backupsOf(objs []sinks.Object, db string) []Backup {
 	sums := map[string]bool{}
+	manifests := map[string]bool{}
+	drills := map[string][]format.DrillMark{}
 	for _, o := range objs {
 		if k, ok := format.IsSumKey(o.Key); ok {
 			sums[k] = true
+		} else if k, ok := strings.CutSuffix(o.Key, format.ManifestExt); ok {
+			manifests[k] = true
+		} else if k, m, ok := format.ParseDrillKey(o.Key); ok {
+			drills[k] = append(drills[k], m)
 		}
 	}
 	out := make([]Backup, 0, len(objs))
@@ -84,7 +104,9 @@ func backupsOf(objs []sinks.Object, db string) []Backup {
 		if !ok || n.Database != db {
 			continue
 		}
-		out = append(out, Backup{Name: n, Key: o.Key, Size: o.Size, HasChecksum: sums[o.Key]})
+		d := drills[o.Key]
+		sort.Slice(d, func(i, j int) bool { return d[i].Time.After(d[j].Time) })
+		out = append(out, Backup{Name: n, Key: o.Key, Size: o.Size, HasChecksum: sums[o.Key], HasManifest: manifests[o.Key], Drills: d})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
 	return out
@@ -125,9 +147,10 @@ type Written struct {
 // not: the backup exists (like a v0 backup without a checksum).
 var ErrNoSidecar = errors.New("backup is complete but its checksum sidecar failed")
 
-// Write streams r to key and then writes the checksum sidecar. The backup
-// counts once the data is visible; a failed sidecar returns the Written
-// with an error matching ErrNoSidecar.
+// Write streams r to key, confirms what is stored is what was written
+// (Confirm), then writes the checksum sidecar. The backup counts once the
+// data is visible; a failed sidecar returns the Written with an error
+// matching ErrNoSidecar.
 func Write(ctx context.Context, s sinks.Sink, key string, r io.Reader) (Written, error) {
 	h := sha256.New()
 	n, err := s.Put(ctx, key, io.TeeReader(r, h))
@@ -135,6 +158,10 @@ func Write(ctx context.Context, s sinks.Sink, key string, r io.Reader) (Written,
 		return Written{}, err
 	}
 	w := Written{Key: key, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}
+	if err := Confirm(ctx, s, w); err != nil {
+		s.Delete(context.WithoutCancel(ctx), key) // what is stored is not what was written
+		return Written{}, err
+	}
 	if _, err := s.Put(context.WithoutCancel(ctx), format.SumKey(key), strings.NewReader(format.SumLine(w.SHA256, key))); err != nil {
 		return w, fmt.Errorf("%w: %s: %w", ErrNoSidecar, key, err)
 	}
@@ -213,15 +240,113 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 
 func (v *verifyingReader) Close() error { return v.rc.Close() }
 
-// Delete removes backups and their sidecars. Keys that are not backup
-// names are refused: foreign files are never touched.
-func Delete(ctx context.Context, s sinks.Sink, keys ...string) error {
+// Delete removes backups with their checksum, manifest and drill
+// results. A key that is not a backup name is refused: foreign files are
+// never touched.
+func Delete(ctx context.Context, s sinks.Sink, bs ...Backup) error {
 	var all []string
-	for _, k := range keys {
-		if _, ok := format.ParseKey(k); !ok {
-			return fmt.Errorf("refusing to delete %q: not a backup name", k)
+	for _, b := range bs {
+		if _, ok := format.ParseKey(b.Key); !ok {
+			return fmt.Errorf("refusing to delete %q: not a backup name", b.Key)
 		}
-		all = append(all, k, format.SumKey(k))
+		all = append(all, b.Key, format.SumKey(b.Key), format.ManifestKey(b.Key))
+		for _, d := range b.Drills {
+			all = append(all, d.Key)
+		}
 	}
 	return s.Delete(ctx, all...)
+}
+
+// WriteManifest stores a backup's manifest beside it.
+func WriteManifest(ctx context.Context, s sinks.Sink, m *format.Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = s.Put(ctx, format.ManifestKey(m.Key), bytes.NewReader(b))
+	return err
+}
+
+// ReadManifest returns key's manifest, or nil when it has none (v0
+// backups, or one whose manifest write failed).
+func ReadManifest(ctx context.Context, s sinks.Sink, key string) (*format.Manifest, error) {
+	rc, err := s.Open(ctx, format.ManifestKey(key))
+	if errors.Is(err, sinks.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, format.MaxManifest))
+	if err != nil {
+		return nil, err
+	}
+	return format.ParseManifest(b)
+}
+
+// WriteDrill stores a drill result beside its backup and removes the
+// older results of that backup (keeping the newest of each outcome is
+// not needed: the newest tells when it was last drilled and how).
+func WriteDrill(ctx context.Context, s sinks.Sink, b Backup, r format.DrillResult) error {
+	body, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := s.Put(ctx, format.DrillKey(b.Key, r.Time, r.OK), bytes.NewReader(body)); err != nil {
+		return err
+	}
+	var old []string
+	for _, d := range b.Drills {
+		old = append(old, d.Key)
+	}
+	if len(old) > 0 {
+		return s.Delete(ctx, old...)
+	}
+	return nil
+}
+
+// Confirm checks, after a write, that the stored object is what was
+// sent: its size, and for a local file its SHA-256 read back from the
+// renamed file (an S3 object's checksum is checked against its ETag by
+// the upload itself).
+func Confirm(ctx context.Context, s sinks.Sink, w Written) error {
+	p, err := s.Pin(ctx, w.Key)
+	if err != nil {
+		return fmt.Errorf("confirm %s: %w", w.Key, err)
+	}
+	defer p.Close()
+	if p.Size() != w.Size {
+		return fmt.Errorf("confirm %s: %d bytes stored, %d written", w.Key, p.Size(), w.Size)
+	}
+	if _, local := s.(*sinks.Local); !local {
+		return nil
+	}
+	rc, err := p.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, rc, make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("confirm %s: %w", w.Key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != w.SHA256 {
+		return fmt.Errorf("confirm %s: %w (read back %s, wrote %s)", w.Key, ErrChecksum, got, w.SHA256)
+	}
+	return nil
+}
+
+// ReadDrill reads a drill result named by a listing.
+func ReadDrill(ctx context.Context, s sinks.Sink, m format.DrillMark) (*format.DrillResult, error) {
+	rc, err := s.Open(ctx, m.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var r format.DrillResult
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&r); err != nil {
+		return nil, fmt.Errorf("drill result %s: %w", m.Key, err)
+	}
+	return &r, nil
 }

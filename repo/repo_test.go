@@ -71,10 +71,10 @@ func suite(t *testing.T, newSink func(t *testing.T) sinks.Sink) {
 		if err != nil || sum != w.SHA256 {
 			t.Fatalf("checksum %q (%v), want %q", sum, err, w.SHA256)
 		}
-		if err := repo.Delete(ctx, s, "app_db/notes.txt"); err == nil {
+		if err := repo.Delete(ctx, s, repo.Backup{Key: "app_db/notes.txt"}); err == nil {
 			t.Fatal("Delete accepted a foreign key")
 		}
-		if err := repo.Delete(ctx, s, key); err != nil {
+		if err := repo.Delete(ctx, s, bs[0]); err != nil {
 			t.Fatal(err)
 		}
 		if got := keys(t, s, "app_db/"); got != "app_db/20261125_020000.000000007Z.dump.bak,app_db/notes.txt" {

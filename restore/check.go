@@ -41,6 +41,7 @@ type Checked struct {
 	Entries int   // table-of-contents entries of a custom archive
 	// Archive is what the walk of a custom archive found (nil for SQL).
 	Archive  *format.ArchiveInfo
+	Manifest *format.Manifest // verify: the manifest it was compared with
 	Warnings []string
 	spool    string
 }

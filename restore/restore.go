@@ -12,6 +12,7 @@ import (
 	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/pg"
+	"github.com/backupkit/backupkit/repo"
 )
 
 // Options say where and how a backup is restored.
@@ -171,15 +172,49 @@ func (o Options) failed(ctx context.Context, err error, created bool) error {
 	}
 }
 
-// Verify reads a whole backup as a restore's check pass does; it changes
-// nothing.
+// Verify reads a whole backup as a restore's check pass does, and
+// compares the archive with the backup's manifest (its tables and their
+// rows); it changes nothing.
 func Verify(ctx context.Context, src Source, o CheckOptions) (Checked, error) {
 	p, err := src.pin(ctx)
 	if err != nil {
 		return Checked{}, fmt.Errorf("open %s: %w", src.Desc, err)
 	}
 	defer p.Close()
-	return check(ctx, src, p, o, nil)
+	c, err := check(ctx, src, p, o, nil)
+	if err != nil || c.Archive == nil {
+		return c, err
+	}
+	m, err := repo.ReadManifest(ctx, src.sink, src.Key)
+	if err != nil {
+		c.Warnings = append(c.Warnings, "manifest unreadable: "+err.Error())
+		return c, nil
+	}
+	if m != nil {
+		c.Manifest = m
+		return c, matchManifest(c.Archive, m)
+	}
+	return c, nil
+}
+
+// ErrManifest means an archive differs from the manifest written with it.
+var ErrManifest = errors.New("the archive differs from its manifest")
+
+func matchManifest(a *format.ArchiveInfo, m *format.Manifest) error {
+	got := a.Tables()
+	for name, want := range m.Tables {
+		rows, ok := got[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: table %s is missing", ErrManifest, name)
+		case want >= 0 && rows >= 0 && rows != want:
+			return fmt.Errorf("%w: table %s has %d rows, the manifest records %d", ErrManifest, name, rows, want)
+		}
+	}
+	if len(got) != len(m.Tables) {
+		return fmt.Errorf("%w: %d tables, the manifest records %d", ErrManifest, len(got), len(m.Tables))
+	}
+	return nil
 }
 
 func (o Options) log() *slog.Logger {

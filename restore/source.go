@@ -152,3 +152,9 @@ func find(ctx context.Context, st Storages, from string, match func(repo.Backup)
 func (s Source) pin(ctx context.Context) (*repo.Pinned, error) {
 	return repo.Pin(ctx, s.sink, s.Key)
 }
+
+// FromStorage is the Source of a key in a named storage.
+func FromStorage(name string, s sinks.Sink, key string) Source {
+	n, _ := format.ParseKey(key)
+	return Source{Desc: name + ":" + key, Storage: name, Key: key, Name: n, sink: s}
+}

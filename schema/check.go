@@ -69,6 +69,9 @@ func (l *loader) resolveFiles(c *Config, data cue.Value) {
 		d := &c.Databases[i]
 		p := fmt.Sprintf("databases[%d].", i)
 		twin(p+"connection.password", &d.Connection.Password, d.Connection.PasswordFile)
+		if dr := d.Drill; dr != nil && dr.Connection != nil {
+			twin(p+"drill.connection.password", &dr.Connection.Password, dr.Connection.PasswordFile)
+		}
 		if e := d.Backup.Encryption; e != nil {
 			twin(p+"backup.encryption.password", &e.Password, e.PasswordFile)
 		}
@@ -176,6 +179,24 @@ func (l *loader) check(c *Config, data cue.Value) {
 			if lo, hi, ok := format.Levels(format.Compression(d.Backup.Compression)); !ok || lv < lo || lv > hi {
 				sp := p + ".backup.compression_level"
 				l.add(sp, at(sp), "compression_level %d is out of range for %s (%s)", lv, d.Backup.Compression, levelRanges())
+			}
+		}
+		if dr := d.Drill; dr != nil {
+			if dr.Schedule != "" {
+				sp := p + ".drill.schedule"
+				if sched, err := cronParser.Parse(dr.Schedule); err != nil {
+					l.add(sp, at(sp), "invalid cron expression %q: %v", dr.Schedule, err)
+				} else if sched.Next(time.Now()).IsZero() {
+					l.add(sp, at(sp), "schedule %q never fires (no such date in the next 5 years)", dr.Schedule)
+				}
+			}
+			if dr.MaxDurationRaw != "" {
+				dur, err := time.ParseDuration(dr.MaxDurationRaw)
+				if err != nil || dur <= 0 {
+					sp := p + ".drill.max_duration"
+					l.add(sp, at(sp), "invalid duration %q: want a positive Go duration such as \"2h\"", dr.MaxDurationRaw)
+				}
+				dr.MaxDuration = dur
 			}
 		}
 		if e := d.Backup.Encryption; e != nil && e.Enabled && e.Password == "" {

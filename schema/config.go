@@ -62,6 +62,24 @@ type Database struct {
 	Connection Connection `json:"connection"`
 	Backup     Backup     `json:"backup"`
 	Retention  *Retention `json:"retention,omitempty"`
+	Drill      *Drill     `json:"drill,omitempty"`
+}
+
+// Drill says when and how a database's backups are restored and checked.
+type Drill struct {
+	Schedule       string      `json:"schedule"`
+	Connection     *Connection `json:"connection,omitempty"` // nil: the source server
+	MaxDurationRaw string      `json:"max_duration"`
+	Checks         []Probe     `json:"checks"`
+
+	// MaxDuration is max_duration parsed (0: no bound).
+	MaxDuration time.Duration `json:"-"`
+}
+
+// Probe is one SQL check of a drill.
+type Probe struct {
+	Name string `json:"name"`
+	SQL  string `json:"sql"`
 }
 
 // Connection says how to reach the database.

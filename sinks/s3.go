@@ -3,12 +3,15 @@ package sinks
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -145,12 +148,17 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		out, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &s.opt.Bucket, Key: &k, Body: bytes.NewReader(first[:n]),
 			ContentLength: aws.Int64(int64(n)), StorageClass: types.StorageClass(s.opt.StorageClass),
 		})
 		if err != nil {
 			return 0, s.wrap("put "+key, err)
+		}
+		sum := md5.Sum(first[:n])
+		if err := checkETag(aws.ToString(out.ETag), hex.EncodeToString(sum[:])); err != nil {
+			s.Delete(context.WithoutCancel(ctx), key)
+			return 0, fmt.Errorf("put %s: %w", key, err)
 		}
 		return int64(n), nil
 	}
@@ -186,6 +194,7 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 
 	var (
 		mu        sync.Mutex
+		sums      = map[int32][16]byte{}
 		completed []types.CompletedPart
 		firstErr  error
 		wg        sync.WaitGroup
@@ -194,6 +203,7 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 	upload := func(p part) {
 		defer wg.Done()
 		defer func() { <-sem }()
+		sum := md5.Sum(p.buf)
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: &s.opt.Bucket, Key: &k, UploadId: uploadID, PartNumber: aws.Int32(p.n),
 			Body: bytes.NewReader(p.buf), ContentLength: aws.Int64(int64(len(p.buf))),
@@ -208,6 +218,7 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 			return
 		}
 		completed = append(completed, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(p.n)})
+		sums[p.n] = sum
 	}
 	failed := func() error {
 		mu.Lock()
@@ -284,15 +295,42 @@ loop:
 		return total, readErr
 	}
 	sort.Slice(completed, func(i, j int) bool { return *completed[i].PartNumber < *completed[j].PartNumber })
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	done, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &s.opt.Bucket, Key: &k, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	})
 	if err != nil {
 		return total, s.wrap("complete upload of "+key, err)
 	}
+	// The completed object's checksum: S3's multipart ETag is the MD5 of
+	// the parts' MD5s and their count.
+	all := md5.New()
+	for i := int32(1); i <= int32(len(completed)); i++ {
+		sum := sums[i]
+		all.Write(sum[:])
+	}
+	if err := checkETag(aws.ToString(done.ETag), fmt.Sprintf("%x-%d", all.Sum(nil), len(completed))); err != nil {
+		s.Delete(context.WithoutCancel(ctx), key) // what is stored is not what was sent
+		return total, fmt.Errorf("complete upload of %s: %w", key, err)
+	}
 	return total, nil
 }
+
+// checkETag compares the ETag the server gave a completed object with
+// the one its bytes imply. A server whose ETags are not MD5-based (or
+// that gives none) is not judged by them.
+func checkETag(got, want string) error {
+	got = strings.ToLower(strings.Trim(got, `"`))
+	if !etagShape.MatchString(got) {
+		return nil
+	}
+	if got != want {
+		return fault.Mark(fault.Transient, fmt.Errorf("the stored object's checksum (ETag %s) is not that of the bytes sent (%s)", got, want))
+	}
+	return nil
+}
+
+var etagShape = regexp.MustCompile(`^[0-9a-f]{32}(-[0-9]+)?$`)
 
 // List implements Sink; it pages through any number of keys.
 func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {

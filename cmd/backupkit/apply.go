@@ -101,6 +101,8 @@ type outcomeJSON struct {
 	Bytes      int64  `json:"bytes,omitempty"`
 	SHA256     string `json:"sha256,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
+	Tables     int    `json:"tables,omitempty"`
+	Rows       int64  `json:"rows,omitempty"`
 	Error      string `json:"error,omitempty"`
 	ErrorKind  string `json:"error_kind,omitempty"` // transient, permanent or unknown
 	Skip       string `json:"skip,omitempty"`
@@ -111,7 +113,7 @@ func outcomesJSON(rep reconcile.Report) []outcomeJSON {
 	out := []outcomeJSON{}
 	for _, o := range rep.Outcomes {
 		j := outcomeJSON{actionJSON: actionOf(o.Action), Status: "ok", Written: o.Written, Bytes: o.Bytes, SHA256: o.SHA256,
-			DurationMS: o.Duration.Milliseconds()}
+			DurationMS: o.Duration.Milliseconds(), Tables: o.Tables, Rows: o.Rows}
 		switch {
 		case o.Err != nil:
 			j.Status, j.Error, j.ErrorKind = "failed", o.Err.Error(), fault.KindOf(o.Err).String()
@@ -133,9 +135,14 @@ func renderReport(w io.Writer, rep reconcile.Report) {
 		case o.Err != nil:
 			failed++
 			fmt.Fprintf(w, "✗ %s %s → %s: FAILED: %v\n", o.Type, o.Database, o.Storage, o.Err)
+		case o.Type == reconcile.ActDrill:
+			ok++
+			fmt.Fprintf(w, "✓ drill %s ← %s:%s (restored in %s, %d tables, %d rows as recorded)\n", o.Database, o.Storage, o.Key,
+				(time.Duration(o.Drill.RestoreMS) * time.Millisecond).Round(time.Millisecond), o.Tables, o.Rows)
 		case o.Type == reconcile.ActBackup:
 			ok++
-			fmt.Fprintf(w, "✓ backup %s → %s:%s (%s, %s)\n", o.Database, o.Storage, o.Written, humanBytes(o.Bytes), o.Duration.Round(time.Millisecond))
+			fmt.Fprintf(w, "✓ backup %s → %s:%s (%s, %d tables, %d rows, %s)\n", o.Database, o.Storage, o.Written, humanBytes(o.Bytes),
+				o.Tables, o.Rows, o.Duration.Round(time.Millisecond))
 		default:
 			ok++
 			fmt.Fprintf(w, "✓ %s %s:%s\n", o.Type, o.Storage, o.Key)

@@ -69,10 +69,25 @@ func databasesOf(cfg *schema.Config) []reconcile.Database {
 		d := &cfg.Databases[i]
 		out[i] = reconcile.Database{Name: d.Name, Storages: d.Backup.Storage, Schedule: d.Backup.Schedule,
 			Location: d.Backup.Location, AlertAfter: d.Backup.AlertAfter, Conn: connOf(d.Connection), Backup: backupOptions(d)}
+		if dr := d.Drill; dr != nil {
+			out[i].Drill = drillOf(d, dr)
+		}
 		if r := d.Retention; r != nil {
 			out[i].Retention = &reconcile.Retention{KeepLast: r.KeepLast, KeepHourly: r.KeepHourly, KeepDaily: r.KeepDaily,
 				KeepWeekly: r.KeepWeekly, KeepMonthly: r.KeepMonthly, KeepYearly: r.KeepYearly}
 		}
+	}
+	return out
+}
+
+// drillOf is a database's drill: its own server, or the source server.
+func drillOf(d *schema.Database, dr *schema.Drill) *reconcile.Drill {
+	out := &reconcile.Drill{Schedule: dr.Schedule, Server: connOf(d.Connection), MaxDuration: dr.MaxDuration, Check: checkOptions(d)}
+	if dr.Connection != nil {
+		out.Server = connOf(*dr.Connection)
+	}
+	for _, p := range dr.Checks {
+		out.Probes = append(out.Probes, restore.Probe{Name: p.Name, SQL: p.SQL})
 	}
 	return out
 }
@@ -158,7 +173,7 @@ func checkOptions(db *schema.Database) restore.CheckOptions {
 
 func (g *globals) runner(a *app, parallel int, timeout time.Duration, obs reconcile.Observer) *reconcile.Runner {
 	r := &reconcile.Runner{Databases: a.dbs, Sinks: a.stores, Log: g.log, Parallel: parallel, RunTimeout: timeout,
-		Locker: reconcile.AdvisoryLocker{}, Observer: obs}
+		Locker: reconcile.AdvisoryLocker{}, Observer: obs, Version: versionString()}
 	if !g.quiet {
 		r.Progress = g.backupProgress
 	}

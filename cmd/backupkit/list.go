@@ -27,7 +27,11 @@ type listEntry struct {
 	Size     int64     `json:"size"`
 	SHA256   string    `json:"sha256"`
 	KeptBy   []string  `json:"kept_by"`
-	hasSum   bool
+	// LastDrill is the newest restore drill of the backup, if any.
+	LastDrill *format.DrillResult `json:"last_drill,omitempty"`
+	Manifest  *format.Manifest    `json:"manifest,omitempty"`
+	hasSum    bool
+	drill     *format.DrillMark
 }
 
 func newListCmd(g *globals) *cobra.Command {
@@ -43,6 +47,23 @@ func newListCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.db, "db", "", "only this database")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// drillText says how the last drill of a backup went: "ok 3h ago,
+// restored in 12s", "FAILED 2d ago", "-".
+func drillText(le listEntry, now time.Time) string {
+	if le.drill == nil {
+		return "-"
+	}
+	s := "ok "
+	if !le.drill.OK {
+		s = "FAILED "
+	}
+	s += age(now.Sub(le.drill.Time))
+	if le.LastDrill != nil && le.drill.OK {
+		s += fmt.Sprintf(", restored in %s", (time.Duration(le.LastDrill.RestoreMS) * time.Millisecond).Round(time.Second))
+	}
+	return s
 }
 
 // age says how long ago, roughly: "42s ago", "3h ago", "5d ago".
@@ -91,6 +112,13 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 				if b.HasChecksum && o.output == "json" {
 					le.SHA256, _ = repo.ReadChecksum(ctx, a.stores[st], b.Key)
 				}
+				if b.HasManifest && o.output == "json" {
+					le.Manifest, _ = repo.ReadManifest(ctx, a.stores[st], b.Key)
+				}
+				if m, ok := b.LastDrill(); ok {
+					le.drill = &m
+					le.LastDrill, _ = repo.ReadDrill(ctx, a.stores[st], m)
+				}
 				entries = append(entries, le)
 			}
 		}
@@ -105,7 +133,7 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 		return errors.Join(errs...)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDATABASE\tSTORAGE\tTIME (UTC)\tLOCAL TIME\tAGE\tSIZE\tSHA256\tKEPT BY\t")
+	fmt.Fprintln(tw, "ID\tDATABASE\tSTORAGE\tTIME (UTC)\tLOCAL TIME\tAGE\tSIZE\tSHA256\tKEPT BY\tLAST DRILL\t")
 	for _, le := range entries {
 		sum := "-"
 		if le.hasSum {
@@ -115,9 +143,9 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 		if kb == "" {
 			kb = "(prunable)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", le.ID, le.Database, le.Storage,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", le.ID, le.Database, le.Storage,
 			le.Time.UTC().Format("2006-01-02 15:04:05"), le.Time.Local().Format("2006-01-02 15:04 MST"), age(now.Sub(le.Time)),
-			humanBytes(le.Size), sum, kb)
+			humanBytes(le.Size), sum, kb, drillText(le, now))
 	}
 	tw.Flush()
 	fmt.Fprintf(g.stdout, "%d backup(s)\n", len(entries))

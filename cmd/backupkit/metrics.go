@@ -24,6 +24,9 @@ type metrics struct {
 	overdue     *prometheus.GaugeVec
 	listFails   *prometheus.CounterVec
 	nextDue     *prometheus.GaugeVec
+	lastDrill   *prometheus.GaugeVec
+	drillDur    *prometheus.GaugeVec
+	drills      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -46,7 +49,14 @@ func newMetrics() *metrics {
 		Help: "Listings of a database's storage that failed (nothing is decided for it then)."}, []string{"database", "storage"})
 	m.nextDue = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backupkit_next_backup_timestamp_seconds",
 		Help: "When the next backup is due; 0 when on demand only, or when none exists yet (due now)."}, []string{"database", "storage"})
+	m.lastDrill = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backupkit_last_drill_success_timestamp_seconds",
+		Help: "When a restore drill last passed."}, []string{"database", "storage"})
+	m.drillDur = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backupkit_drill_duration_seconds",
+		Help: "Duration of the last restore drill."}, []string{"database", "storage"})
+	m.drills = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backupkit_drills_total",
+		Help: "Restore drills, by result."}, []string{"database", "result"})
 	m.reg.MustRegister(m.lastSuccess, m.duration, m.bytes, m.backups, m.prunes, m.notifs, m.overdue, m.listFails, m.nextDue,
+		m.lastDrill, m.drillDur, m.drills,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -54,6 +64,14 @@ func newMetrics() *metrics {
 func (m *metrics) notification(typ, result string) { m.notifs.WithLabelValues(typ, result).Inc() }
 
 func (m *metrics) prune(db string, ok bool) { m.prunes.WithLabelValues(db, status(ok)).Inc() }
+
+func (m *metrics) drill(e reconcile.Event) {
+	m.drills.WithLabelValues(e.Database, status(e.Success)).Inc()
+	m.drillDur.WithLabelValues(e.Database, e.Storage).Set(e.Duration.Seconds())
+	if e.Success {
+		m.lastDrill.WithLabelValues(e.Database, e.Storage).Set(float64(time.Now().UnixNano()) / 1e9)
+	}
+}
 
 func (m *metrics) tick(t reconcile.Tick) {
 	for _, o := range t.Report.Outcomes {
@@ -102,9 +120,13 @@ type health struct {
 	mu     sync.Mutex
 	ticked bool
 	reason []string
+	drills map[string]bool // database/storage → last drill passed
 }
 
 func (h *health) update(t reconcile.Tick) {
+	if h.drills == nil {
+		h.drills = map[string]bool{}
+	}
 	var reasons []string
 	for _, u := range t.Unobserved {
 		reasons = append(reasons, "storage listing failed: "+u)
@@ -112,6 +134,16 @@ func (h *health) update(t reconcile.Tick) {
 	for _, s := range t.Statuses {
 		if s.Overdue {
 			reasons = append(reasons, fmt.Sprintf("%s is overdue: no successful backup within %s", s.Database, s.Limit))
+		}
+	}
+	for _, o := range t.Report.Outcomes {
+		if o.Type == reconcile.ActDrill && o.Drill != nil {
+			h.drills[o.Database+"/"+o.Storage] = o.Drill.OK
+		}
+	}
+	for slot, ok := range h.drills {
+		if !ok {
+			reasons = append(reasons, "the last restore drill of "+slot+" failed")
 		}
 	}
 	h.mu.Lock()

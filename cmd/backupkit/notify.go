@@ -15,6 +15,7 @@ type notifier struct {
 	g       *globals
 	d       *alerting.Dispatcher
 	tracker *alerting.Tracker
+	metrics *metrics // nil outside the daemon
 }
 
 func newNotifier(g *globals, cfg *schema.Config, m *metrics) *notifier {
@@ -22,7 +23,7 @@ func newNotifier(g *globals, cfg *schema.Config, m *metrics) *notifier {
 	if m != nil {
 		o.Count = m.notification
 	}
-	return &notifier{g: g, d: alerting.New(routesOf(cfg), o), tracker: alerting.NewTracker()}
+	return &notifier{g: g, d: alerting.New(routesOf(cfg), o), tracker: alerting.NewTracker(), metrics: m}
 }
 
 // send delivers an event; a failed delivery is logged here, and never
@@ -43,11 +44,19 @@ func (n *notifier) Event(ctx context.Context, e reconcile.Event) {
 		ev = alerting.NewEvent(alerting.KindBackup, e.Database, status(e.Success))
 	case reconcile.EventPrune:
 		ev = alerting.NewEvent(alerting.KindPrune, e.Database, status(e.Success))
+	case reconcile.EventDrill:
+		ev = alerting.NewEvent(alerting.KindDrill, e.Database, status(e.Success))
+		ev.Dest, ev.Key, ev.Check = e.Storage, e.Key, e.Check
+		if m := n.metrics; m != nil {
+			m.drill(e)
+		}
 	default:
 		return
 	}
-	ev.Bytes = e.Bytes
-	ev.Dest = strings.Join(e.Dest, ", ")
+	ev.Bytes, ev.Tables, ev.Rows = e.Bytes, e.Tables, e.Rows
+	if len(e.Dest) > 0 {
+		ev.Dest = strings.Join(e.Dest, ", ")
+	}
 	if e.Duration > 0 {
 		ev.Duration = e.Duration.Round(time.Millisecond).String()
 	}

@@ -116,6 +116,8 @@ func renderPlan(w io.Writer, p reconcile.Plan) {
 			fmt.Fprintf(w, "- prune %s:%s (%s)\n", a.Storage, a.Key, a.Reason)
 		case reconcile.ActCleanup:
 			fmt.Fprintf(w, "~ cleanup %s:%s (%s)\n", a.Storage, a.Key, a.Reason)
+		case reconcile.ActDrill:
+			fmt.Fprintf(w, "* drill %s:%s (%s)\n", a.Storage, a.Key, a.Reason)
 		}
 	}
 	for _, wn := range p.Warnings {

@@ -141,6 +141,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error
 		newVerifyCmd(g),
 		newListCmd(g),
 		newDaemonCmd(g),
+		newDrillCmd(g),
 		newInitCmd(g),
 		newTestCmd(g),
 	)

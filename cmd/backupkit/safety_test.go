@@ -33,7 +33,7 @@ func ageBackups(t *testing.T, store, db string, d time.Duration) []string {
 	var keys []string
 	for _, b := range bs {
 		key := format.Key(db, b.Time.Add(-d), b.Ext)
-		for _, suffix := range []string{"", format.SumExt} {
+		for _, suffix := range []string{"", format.SumExt, format.ManifestExt} {
 			if err := os.Rename(filepath.Join(store, b.Key+suffix), filepath.Join(store, key+suffix)); err != nil && suffix == "" {
 				t.Fatal(err)
 			}

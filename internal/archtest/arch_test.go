@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	"exec":                 {"format", "pg", "internal/fault"},
 	"alerting":             {"internal/secret"},
 	"restore":              {"exec", "format", "pg", "repo", "sinks", "internal/fault"},
-	"reconcile":            {"exec", "format", "pg", "repo", "sinks", "internal/fault"},
+	"reconcile":            {"exec", "format", "pg", "repo", "restore", "sinks", "internal/fault"},
 	"cmd/backupkit":        {"*"},
 	"sinks/sinktest":       {"sinks", "internal/fault"},
 	"internal/testenv":     {},
