@@ -19,6 +19,8 @@ type DumpOptions struct {
 	// Tool is the pg_dump to run (a path, or a name looked up in PATH);
 	// empty means "pg_dump".
 	Tool string
+	// BinDir is searched first for the client tools (pg_bin_dir).
+	BinDir string
 	// LockWaitTimeout bounds pg_dump's wait for a table lock (0: wait
 	// forever), so a backup never hangs behind a long transaction.
 	LockWaitTimeout time.Duration

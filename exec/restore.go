@@ -82,10 +82,13 @@ func Psql(ctx context.Context, target pg.Conn, singleTransaction bool, r io.Read
 // ListArchive pipes r into `pg_restore --list` and returns the number of
 // table-of-contents entries. It reads r to its end even after pg_restore
 // has read the TOC, so every byte of r is decoded and checked.
-func ListArchive(ctx context.Context, r io.Reader) (int, error) {
+func ListArchive(ctx context.Context, tool string, r io.Reader) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd, stderr := command(ctx, pg.Conn{}, "pg_restore", "--list")
+	if tool == "" {
+		tool = "pg_restore"
+	}
+	cmd, stderr := command(ctx, pg.Conn{}, tool, "--list")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return 0, err
@@ -95,7 +98,7 @@ func ListArchive(ctx context.Context, r io.Reader) (int, error) {
 		return 0, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, toolError("pg_restore", err, stderr)
+		return 0, toolError(tool, err, stderr)
 	}
 	entries := make(chan int, 1)
 	go func() {

@@ -148,26 +148,22 @@ func kindOf(stderr string) fault.Kind {
 
 // ToolVersion returns the major version of a client tool (pg_dump 15.4 → 15).
 func ToolVersion(ctx context.Context, name string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	cmd := osexec.CommandContext(ctx, name, "--version")
 	cmd.Env = toolEnv(pg.Conn{})
+	cmd.WaitDelay = time.Second
 	out, err := cmd.Output()
 	if err != nil {
 		return 0, "", toolError(name, err, &tailBuffer{})
 	}
-	s := strings.TrimSpace(string(out))
-	f := strings.Fields(s)
-	if len(f) == 0 {
-		return 0, s, fmt.Errorf("%s --version: no output", name)
-	}
-	major, err := strconv.Atoi(strings.SplitN(f[len(f)-1], ".", 2)[0])
-	if err != nil {
-		// "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
-		for _, w := range f {
-			if m, err2 := strconv.Atoi(strings.SplitN(w, ".", 2)[0]); err2 == nil {
-				return m, s, nil
-			}
+	// "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)": the first
+	// line, the first word that starts with a number.
+	s, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	for _, w := range strings.Fields(s) {
+		if m, err := strconv.Atoi(strings.SplitN(w, ".", 2)[0]); err == nil {
+			return m, s, nil
 		}
-		return 0, s, fmt.Errorf("cannot read the version of %s from %q", name, s)
 	}
-	return major, s, nil
+	return 0, s, fmt.Errorf("cannot read the version of %s from %q", name, s)
 }

@@ -488,6 +488,14 @@ func (a *archReader) blobs(compression string) error {
 	}
 }
 
+// ArchiveHeader reads the header at the start of a custom archive (the
+// first few hundred bytes suffice): its format version, and the versions
+// of the server dumped and of the pg_dump that wrote it.
+func ArchiveHeader(start []byte) (*ArchiveInfo, error) {
+	a := &archReader{r: bufio.NewReader(bytes.NewReader(start))}
+	return a.header()
+}
+
 // PatchOffsets writes each entry's data position into the TOC of an
 // archive stored in w (a spool file of the stream WalkArchive read), so
 // that pg_restore --jobs seeks straight to each block instead of

@@ -68,7 +68,16 @@ type PipelineDumper struct{}
 // Dump implements Dumper. A dump with no table data of a database that
 // has tables is a failure, not a backup.
 func (PipelineDumper) Dump(ctx context.Context, db *Database, w io.Writer) (exec.DumpResult, error) {
-	res, err := exec.Backup(ctx, db.Backup, w)
+	o := db.Backup
+	if o.Dump.Tool == "" {
+		// The pg_dump of the server's major, else the lowest newer one.
+		c, _, err := exec.PickFor(ctx, "pg_dump", o.Dump.BinDir, db.Conn, 0)
+		if err != nil {
+			return exec.DumpResult{}, err
+		}
+		o.Dump.Tool = c.Path
+	}
+	res, err := exec.Backup(ctx, o, w)
 	if err != nil || res.Archive == nil || len(res.Archive.Tables()) > 0 {
 		return res, err
 	}

@@ -31,6 +31,11 @@ type CheckOptions struct {
 	Strict      bool
 	// AllowSQL allows SQL-text payloads (restored with psql).
 	AllowSQL bool
+	// BinDir is searched first for pg_restore (pg_bin_dir).
+	BinDir string
+	// Target, when set, is the major version of the server restored into:
+	// the pg_restore chosen must talk to it (0: any that reads the archive).
+	Target int
 }
 
 // Checked is what the check pass proved about a backup.
@@ -42,6 +47,8 @@ type Checked struct {
 	// Archive is what the walk of a custom archive found (nil for SQL).
 	Archive  *format.ArchiveInfo
 	Manifest *format.Manifest // verify: the manifest it was compared with
+	// Tool is the pg_restore chosen for the archive and the target.
+	Tool     exec.Client
 	Warnings []string
 	spool    string
 }
@@ -68,14 +75,26 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 	if err := c.fits(src, o); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	decoded := &countReader{r: dec}
+	br := bufio.NewReaderSize(dec, 64<<10)
+	decoded := &countReader{r: br}
 	var r io.Reader = decoded
 	if spool != nil {
 		r = io.TeeReader(decoded, spool)
 	}
 	switch c.Layers.Kind {
 	case format.KindCustom:
-		c.Archive, c.Entries, err = checkArchive(ctx, r)
+		// The pg_restore that reads what this pg_dump wrote and talks to
+		// the target: chosen before anything is touched.
+		head, _ := br.Peek(4 << 10)
+		h, herr := format.ArchiveHeader(head)
+		if herr != nil {
+			return c, fmt.Errorf("%w: %w", ErrRefused, herr)
+		}
+		dumpMajor := exec.MajorOf(h.DumpVersion)
+		if c.Tool, err = exec.Pick(exec.Clients(ctx, "pg_restore", o.BinDir), "pg_restore", o.Target, dumpMajor); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		c.Archive, c.Entries, err = checkArchive(ctx, c.Tool.Path, r)
 		if err == nil && spool != nil {
 			// Tell pg_restore --jobs where each block is.
 			err = format.PatchOffsets(spool, c.Archive)
@@ -127,7 +146,7 @@ func (c *Checked) fits(src Source, o CheckOptions) error {
 // pg_restore --list reads its table of contents (so the pg_restore that
 // will restore it can), and the walk checks every data block is there,
 // whole, to the end of the stream.
-func checkArchive(ctx context.Context, r io.Reader) (*format.ArchiveInfo, int, error) {
+func checkArchive(ctx context.Context, tool string, r io.Reader) (*format.ArchiveInfo, int, error) {
 	pr, pw := io.Pipe()
 	type walked struct {
 		info *format.ArchiveInfo
@@ -145,7 +164,7 @@ func checkArchive(ctx context.Context, r io.Reader) (*format.ArchiveInfo, int, e
 		pr.CloseWithError(err)
 		done <- walked{info, err}
 	}()
-	entries, lerr := exec.ListArchive(ctx, io.TeeReader(r, pw))
+	entries, lerr := exec.ListArchive(ctx, tool, io.TeeReader(r, pw))
 	pw.CloseWithError(lerr)
 	w := <-done
 	if w.err != nil {

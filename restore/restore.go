@@ -28,7 +28,8 @@ type Options struct {
 	TempDir string
 	// Force allows restoring into postgres, template0 or template1.
 	Force bool
-	// Tool is the pg_restore to run ("" = pg_restore on PATH).
+	// Tool is the pg_restore to run ("" = the one the check pass chose for
+	// the archive and the target's major version).
 	Tool string
 	// Progress, when set, is told the stored bytes read by the restore.
 	Progress func(n int)
@@ -66,6 +67,11 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	t, err := pg.InspectTarget(ctx, o.Target)
 	if err != nil {
 		return res, fmt.Errorf("inspect target database %s: %w", o.Target.Database, err)
+	}
+	maint := o.Target
+	maint.Database = "postgres"
+	if o.Check.Target, err = pg.ServerVersion(ctx, maint); err != nil {
+		return res, fmt.Errorf("target server version: %w", err)
 	}
 	if t.Exists && t.Objects > 0 && !o.Clean {
 		return res, fmt.Errorf("%w: target database %s already holds %d object(s) (tables, views, functions, types…): pass --clean to replace them, or --to-database NEW",
@@ -127,6 +133,9 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 // restore is the second pass, over the pinned bytes (or the spool).
 func (o Options) restore(ctx context.Context, p pinned, c Checked, spool *os.File) error {
 	args := exec.RestoreArgs{Clean: o.Clean, SingleTransaction: o.SingleTransaction, Jobs: o.Jobs, Tool: o.Tool}
+	if args.Tool == "" {
+		args.Tool = c.Tool.Path
+	}
 	if spool != nil {
 		return exec.PgRestore(ctx, o.Target, args, spool.Name(), nil)
 	}

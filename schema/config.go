@@ -17,6 +17,7 @@ type Secret = secret.Secret
 // every ${VAR} and *_file reference resolved.
 type Config struct {
 	Version       int            `json:"version"`
+	PgBinDir      string         `json:"pg_bin_dir"`
 	Storage       []Storage      `json:"storage"`
 	Databases     []Database     `json:"databases"`
 	Notifications []Notification `json:"notifications"`

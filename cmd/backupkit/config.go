@@ -43,6 +43,7 @@ func (g *globals) loadConfig() (*schema.Config, error) {
 	// Evaluating the CUE schema leaves megabytes of garbage; hand it back
 	// before a pipeline starts, so peak memory is the pipeline's buffers.
 	debug.FreeOSMemory()
+	g.cfg = cfg
 	return cfg, err
 }
 
@@ -69,8 +70,9 @@ func databasesOf(cfg *schema.Config) []reconcile.Database {
 		d := &cfg.Databases[i]
 		out[i] = reconcile.Database{Name: d.Name, Storages: d.Backup.Storage, Schedule: d.Backup.Schedule,
 			Location: d.Backup.Location, AlertAfter: d.Backup.AlertAfter, Conn: connOf(d.Connection), Backup: backupOptions(d)}
+		out[i].Backup.Dump.BinDir = cfg.PgBinDir
 		if dr := d.Drill; dr != nil {
-			out[i].Drill = drillOf(d, dr)
+			out[i].Drill = drillOf(cfg, d, dr)
 		}
 		if r := d.Retention; r != nil {
 			out[i].Retention = &reconcile.Retention{KeepLast: r.KeepLast, KeepHourly: r.KeepHourly, KeepDaily: r.KeepDaily,
@@ -81,8 +83,8 @@ func databasesOf(cfg *schema.Config) []reconcile.Database {
 }
 
 // drillOf is a database's drill: its own server, or the source server.
-func drillOf(d *schema.Database, dr *schema.Drill) *reconcile.Drill {
-	out := &reconcile.Drill{Schedule: dr.Schedule, Server: connOf(d.Connection), MaxDuration: dr.MaxDuration, Check: checkOptions(d)}
+func drillOf(cfg *schema.Config, d *schema.Database, dr *schema.Drill) *reconcile.Drill {
+	out := &reconcile.Drill{Schedule: dr.Schedule, Server: connOf(d.Connection), MaxDuration: dr.MaxDuration, Check: checkOptions(cfg, d)}
 	if dr.Connection != nil {
 		out.Server = connOf(*dr.Connection)
 	}
@@ -162,9 +164,10 @@ func (a *app) storagesOf(db *schema.Database) restore.Storages {
 	return restore.Storages{Database: db.Name, Names: db.Backup.Storage, Sinks: a.stores}
 }
 
-// checkOptions is what a backup of db must look like.
-func checkOptions(db *schema.Database) restore.CheckOptions {
-	o := restore.CheckOptions{Encrypted: db.Backup.Encrypted(), Compression: format.Compression(db.Backup.Compression)}
+// checkOptions is what a backup of db must look like, and where the
+// client tools are.
+func checkOptions(cfg *schema.Config, db *schema.Database) restore.CheckOptions {
+	o := restore.CheckOptions{Encrypted: db.Backup.Encrypted(), Compression: format.Compression(db.Backup.Compression), BinDir: cfg.PgBinDir}
 	if db.Backup.Encryption != nil {
 		o.Password = db.Backup.Encryption.Password.Reveal()
 	}

@@ -143,7 +143,7 @@ func TestDaemonFirstTickAndSIGTERMMidBackup(t *testing.T) {
 	// Now a pg_dump that stalls mid-stream: SIGTERM must cancel it.
 	real, _ := exec.LookPath("pg_dump")
 	shim := t.TempDir()
-	os.WriteFile(filepath.Join(shim, "pg_dump"), []byte("#!/bin/sh\n\""+real+"\" \"$@\" | (head -c 20000; sleep 60; cat)\n"), 0o755)
+	os.WriteFile(filepath.Join(shim, "pg_dump"), []byte("#!/bin/sh\n[ \"$1\" = --version ] && exec \""+real+"\" --version\n\""+real+"\" \"$@\" | (head -c 20000; sleep 60; cat)\n"), 0o755)
 	os.RemoveAll(store)
 	hook, events := hookRecorder(t)
 	withHook(t, cfg, hook.URL)

@@ -50,7 +50,7 @@ func (g *globals) drill(ctx context.Context, o drillOptions) error {
 			continue
 		}
 		if d.Drill == nil { // on demand: the source server, no probes
-			d.Drill = drillOf(a.cfg.Database(d.Name), &schemaDrill)
+			d.Drill = drillOf(a.cfg, a.cfg.Database(d.Name), &schemaDrill)
 		}
 		if o.from != "" {
 			db, err := a.pickDatabase(o.db)

@@ -160,7 +160,7 @@ func TestKilledDrillScratchDroppedByNextTick(t *testing.T) {
 	// A pg_restore that stalls: the drill is killed while it restores.
 	real, _ := exec.LookPath("pg_restore")
 	shim := t.TempDir()
-	os.WriteFile(filepath.Join(shim, "pg_restore"), []byte("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list ] && exec \""+real+"\" \"$@\"; done\nsleep 60\n"), 0o755)
+	os.WriteFile(filepath.Join(shim, "pg_restore"), []byte("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --list -o \"$a\" = --version ] && exec \""+real+"\" \"$@\"; done\nsleep 60\n"), 0o755)
 	cmd := exec.Command(binary(t), "drill", "-c", cfg)
 	cmd.Env = append(os.Environ(), "PATH="+shim+":"+os.Getenv("PATH"))
 	if err := cmd.Start(); err != nil {

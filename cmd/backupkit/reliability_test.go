@@ -30,7 +30,7 @@ func shimPgDump(t *testing.T, script string) string {
 	}
 	dir := t.TempDir()
 	// bash with pipefail: pg_dump's own exit status is the shim's.
-	body := "#!/bin/bash\nset -o pipefail\nREAL=\"" + real + "\"\n" + script + "\n"
+	body := "#!/bin/bash\nset -o pipefail\nREAL=\"" + real + "\"\n[ \"$1\" = --version ] && exec \"$REAL\" --version\n" + script + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 	if err != nil {
 		return err
 	}
-	ro := restore.Options{Target: connOf(db.Connection), Check: checkOptions(db), Clean: o.clean, SingleTransaction: o.single,
+	ro := restore.Options{Target: connOf(db.Connection), Check: checkOptions(g.cfg, db), Clean: o.clean, SingleTransaction: o.single,
 		Jobs: o.jobs, TempDir: o.tempDir, Force: o.force, Log: g.log}
 	ro.Check.Strict, ro.Check.AllowSQL, ro.Check.AllowUnencrypted = o.strict, o.allowSQL, o.allowUnencrypted
 	if o.to != "" {

@@ -58,6 +58,7 @@ type globals struct {
 	logFormat  string
 	// progressEvery is how often progress is logged off a terminal.
 	progressEvery time.Duration
+	cfg           *schema.Config // once loaded
 	stdin         io.Reader
 	stdout        io.Writer
 	stderr        io.Writer

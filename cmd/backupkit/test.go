@@ -94,25 +94,23 @@ func newTestCmd(g *globals) *cobra.Command {
 }
 
 func (g *globals) checkSetup(ctx context.Context, a *app, c *checklist, notify bool) {
-	dumpMajor, dumpVersion, dumpErr := exec.ToolVersion(ctx, "pg_dump")
-	if dumpErr != nil {
-		c.fail("install the PostgreSQL client tools (postgresql-client) matching your server", "pg_dump: %v", dumpErr)
-	} else {
-		c.ok("%s", dumpVersion)
+	clients := exec.Clients(ctx, "pg_dump", a.cfg.PgBinDir)
+	if len(clients) == 0 {
+		c.fail("install the PostgreSQL client tools (postgresql-client) matching your servers, or set pg_bin_dir", "pg_dump: none found")
 	}
 	for i := range a.dbs {
 		db := &a.dbs[i]
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		v, err := pg.ServerVersion(cctx, db.Conn)
 		cancel()
-		switch {
-		case err != nil:
+		if err != nil {
 			c.fail("check host, port, user, password and that the server accepts this client (pg_hba.conf)", "database %s: not reachable: %v", db.Name, err)
-		case dumpErr == nil && dumpMajor < v:
-			c.fail(fmt.Sprintf("install pg_dump %d or newer: an older pg_dump cannot dump a newer server", v),
-				"database %s: PostgreSQL %d, but pg_dump is %d", db.Name, v, dumpMajor)
-		default:
-			c.ok("database %s: reachable, PostgreSQL %d", db.Name, v)
+			continue
+		}
+		if cl, err := exec.Pick(clients, "pg_dump", v, 0); err != nil {
+			c.fail("an older pg_dump cannot dump a newer server", "database %s: %v", db.Name, err)
+		} else {
+			c.ok("database %s: reachable, PostgreSQL %d; dumped with pg_dump %d (%s)", db.Name, v, cl.Major, cl.Path)
 		}
 	}
 	for _, st := range a.cfg.Storage {

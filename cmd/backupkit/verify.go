@@ -42,7 +42,7 @@ func (g *globals) verify(ctx context.Context, o verifyOptions) error {
 	if err != nil {
 		return err
 	}
-	co := checkOptions(db)
+	co := checkOptions(g.cfg, db)
 	co.AllowSQL, co.AllowUnencrypted = o.allowSQL, o.allowUnencrypted
 	res, err := restore.Verify(ctx, src, co)
 	if err != nil {
