@@ -1,6 +1,23 @@
-# syntax=docker/dockerfile:1
-# Build stage: the same `make build` as on a developer machine.
-FROM golang:1.26-bookworm AS build
+# BackupKit's image: the binary, PostgreSQL client tools of every major a
+# server may run (BackupKit picks the one matching each server), a
+# non-root user, a HEALTHCHECK that is the binary itself.
+#
+# One Dockerfile, two ways to build it (same stages, same entrypoint):
+#  - online, the default: golang and Debian images from Docker Hub and the
+#    clients of every supported major from the PostgreSQL project's apt
+#    repository (apt.postgresql.org):
+#        docker build -t backupkit:local --build-arg VERSION=$(git describe) .
+#  - offline (make e2e): local base images and Debian's own packages,
+#    PostgreSQL 17 from trixie and 15 copied from bookworm:
+#        docker build -t backupkit:local --build-arg GO_IMAGE=backupkit-go:local \
+#          --build-arg BASE_IMAGE=backupkit-base:trixie --build-arg PG15_IMAGE=backupkit-base:bookworm \
+#          --build-arg PG_SOURCE=debian .
+# (No "# syntax=" line: the classic builder needs no frontend image.)
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+ARG PG15_IMAGE=debian:bookworm-slim
+
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -8,17 +25,44 @@ COPY . .
 ARG VERSION=dev
 RUN make build VERSION=${VERSION}
 
-# Final stage: the binary and PostgreSQL 17 client tools (pg_dump can dump
-# servers up to its own major version).
-FROM alpine:3.21
-RUN apk add --no-cache postgresql17-client ca-certificates tzdata \
- && adduser -D -H -u 10001 backupkit \
- && mkdir -p /backups /etc/backupkit \
- && chown backupkit:backupkit /backups
+# Debian holds one PostgreSQL major per release: the offline build takes
+# the client of 15 from bookworm (the online build needs nothing here).
+FROM ${PG15_IMAGE} AS pg15
+ARG PG_SOURCE=pgdg
+RUN mkdir -p /extra && if [ "$PG_SOURCE" = debian ]; then \
+      apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 && \
+      cp -a /usr/lib/postgresql/15 /extra/15 && rm -rf /var/lib/apt/lists/*; fi
+
+FROM ${BASE_IMAGE}
+ARG PG_SOURCE=pgdg
+ARG PG_MAJORS="13 14 15 16 17 18"
+RUN set -eux; \
+    apt-get update; \
+    if [ "$PG_SOURCE" = pgdg ]; then \
+      apt-get install -y --no-install-recommends ca-certificates curl; \
+      install -d /usr/share/postgresql-common/pgdg; \
+      curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc https://www.postgresql.org/media/keys/ACCC4CF8.asc; \
+      . /etc/os-release; \
+      echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
+        > /etc/apt/sources.list.d/pgdg.list; \
+      apt-get update; \
+      pkgs=""; for v in $PG_MAJORS; do pkgs="$pkgs postgresql-client-$v"; done; \
+      apt-get install -y --no-install-recommends $pkgs; \
+      apt-get purge -y curl; apt-get autoremove -y; \
+    else \
+      apt-get install -y --no-install-recommends ca-certificates postgresql-client; \
+    fi; \
+    rm -rf /var/lib/apt/lists/*; \
+    useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin backupkit; \
+    mkdir -p /backups /etc/backupkit; \
+    chown 10001:10001 /backups; \
+    chmod 0700 /backups
+COPY --from=pg15 /extra/ /usr/lib/postgresql/
 COPY --from=build /src/bin/backupkit /usr/local/bin/backupkit
-USER backupkit
+USER 10001:10001
+ENV BACKUPKIT_LISTEN=:9090 BACKUPKIT_CONFIG=/etc/backupkit/config.yaml
 EXPOSE 9090
-HEALTHCHECK --interval=30s --timeout=5s --start-period=2m \
-  CMD wget -qO- http://127.0.0.1:9090/healthz >/dev/null || exit 1
+# The daemon records where it listens; the check follows --listen.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=1m CMD ["backupkit", "healthcheck"]
 ENTRYPOINT ["backupkit"]
-CMD ["daemon", "-c", "/etc/backupkit/config.yaml", "--listen", ":9090"]
+CMD ["daemon", "-c", "/etc/backupkit/config.yaml"]

@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TOOLS   := $(CURDIR)/.tools
 
-.PHONY: build run test test-short lint bench fuzz mutate docker tools clean
+.PHONY: build run test test-short lint bench fuzz mutate docker e2e tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/backupkit
@@ -63,7 +63,12 @@ fuzz:
 	$(GO) test ./format -run '^$$' -fuzz FuzzWalkArchive -fuzztime 60s
 
 docker:
-	docker build -t backupkit:$(VERSION) .
+	docker build -t backupkit:$(VERSION) --build-arg VERSION=$(VERSION) .
+
+# The sidecar for real: images built offline, compose.yaml run next to
+# PostgreSQL 15 and 17, asserted from the outside (needs root).
+e2e:
+	e2e/run.sh
 
 clean:
 	rm -rf bin

@@ -52,6 +52,7 @@ type S3 struct {
 	AccessKeyFile  string `json:"access_key_file"`
 	SecretKey      Secret `json:"secret_key"`
 	SecretKeyFile  string `json:"secret_key_file"`
+	CreateBucket   bool   `json:"create_bucket"`
 	PartSizeMiB    int    `json:"part_size_mib"`
 	Concurrency    int    `json:"concurrency"`
 }

@@ -84,14 +84,14 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 	}
 	dir := filepath.Dir(final)
 	if err := l.mkdirs(dir); err != nil {
-		return 0, classify(err)
+		return 0, classify(permissionHint(err, dir))
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(dir, "."+filepath.Base(final)+tempMarker+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return 0, err
+		return 0, classify(permissionHint(err, dir))
 	}
 	defer func() {
 		if err != nil {
@@ -120,6 +120,26 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (n int64, err 
 		return n, fmt.Errorf("fsync folder: %w", err)
 	}
 	return n, nil
+}
+
+// permissionHint says who may write dir when this process may not: a
+// bind-mounted host folder owned by root, seen from a non-root container.
+func permissionHint(err error, dir string) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if fi, serr := os.Stat(d); serr == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				return fmt.Errorf("%w (BackupKit runs as uid %d; %s belongs to uid %d: give it to uid %d, e.g. chown -R %d %s)",
+					err, os.Getuid(), d, st.Uid, os.Getuid(), os.Getuid(), d)
+			}
+			return err
+		}
+		if d == filepath.Dir(d) {
+			return err
+		}
+	}
 }
 
 // classify marks errors a retry will not fix (a full disk, no

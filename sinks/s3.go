@@ -45,6 +45,9 @@ type S3Options struct {
 	// (default 2). Memory ≈ part size × (concurrency + 1).
 	PartSize    int64
 	Concurrency int
+	// CreateBucket creates the bucket when it does not exist yet (a fresh
+	// MinIO next to the sidecar); off, a missing bucket is an error.
+	CreateBucket bool
 }
 
 // S3 stores backups in a bucket: multipart uploads completed only after
@@ -332,8 +335,22 @@ func checkETag(got, want string) error {
 
 var etagShape = regexp.MustCompile(`^[0-9a-f]{32}(-[0-9]+)?$`)
 
-// List implements Sink; it pages through any number of keys.
+// List implements Sink; it pages through any number of keys. With
+// CreateBucket, a missing bucket is created and listed as empty.
 func (s *S3) List(ctx context.Context, prefix string) ([]Object, error) {
+	out, err := s.list(ctx, prefix)
+	var nb *types.NoSuchBucket
+	var ae smithy.APIError
+	if err != nil && s.opt.CreateBucket && (errors.As(err, &nb) || errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket") {
+		if _, cerr := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.opt.Bucket}); cerr != nil {
+			return nil, s.wrap("create bucket "+s.opt.Bucket, cerr)
+		}
+		return nil, nil
+	}
+	return out, err
+}
+
+func (s *S3) list(ctx context.Context, prefix string) ([]Object, error) {
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.opt.Bucket, Prefix: aws.String(s.objKey(prefix))})
 	var out []Object
 	for p.HasMorePages() {

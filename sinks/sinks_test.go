@@ -143,3 +143,37 @@ func TestS3DescribeHidesEndpointUserInfo(t *testing.T) {
 		t.Fatalf("Describe() = %q", d)
 	}
 }
+
+// create_bucket: a missing bucket is created on first use (a fresh
+// MinIO next to the sidecar); without it a missing bucket says so.
+func TestS3CreateBucket(t *testing.T) {
+	srv := testenv.StartS3(t)
+	opts := sinks.S3Options{Bucket: "fresh" + testenv.RandHex(3), Region: "us-east-1", Endpoint: srv.Endpoint,
+		ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+	s, _ := sinks.NewS3(context.Background(), "s3", opts)
+	if _, err := s.List(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "does not exist: create it") {
+		t.Fatalf("missing bucket: %v", err)
+	}
+	opts.CreateBucket = true
+	s, _ = sinks.NewS3(context.Background(), "s3", opts)
+	if objs, err := s.List(context.Background(), ""); err != nil || len(objs) != 0 {
+		t.Fatalf("create_bucket: %v %v", objs, err)
+	}
+	if _, err := s.Put(context.Background(), "app/x", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A folder BackupKit may not write says who owns it and what to do.
+func TestLocalPermissionDeniedSaysWhy(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may write anywhere: nothing to deny")
+	}
+	root := t.TempDir()
+	os.Chmod(root, 0o500)
+	defer os.Chmod(root, 0o700)
+	_, err := sinks.NewLocal("l", root).Put(context.Background(), "app/x", strings.NewReader("x"))
+	if err == nil || !strings.Contains(err.Error(), "BackupKit runs as uid") {
+		t.Fatalf("err = %v", err)
+	}
+}

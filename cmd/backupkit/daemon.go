@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -33,7 +34,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.DurationVar(&o.interval, "interval", time.Minute, "time between reconcile ticks")
 	f.DurationVar(&o.runTimeout, "run-timeout", reconcile.DefaultCleanupAge, "bound on each database's run; leftovers older than this are cleaned up (0 = no bound, cleanup after 6h)")
-	f.StringVar(&o.listen, "listen", "", "serve /livez, /healthz and /metrics on this address (e.g. :9090)")
+	f.StringVar(&o.listen, "listen", os.Getenv("BACKUPKIT_LISTEN"), "serve /livez, /healthz and /metrics on this address, e.g. :9090 (default $BACKUPKIT_LISTEN)")
 	f.IntVar(&o.parallel, "parallel", 2, "databases to work on at once")
 	return cmd
 }
@@ -68,6 +69,9 @@ func (g *globals) daemon(ctx context.Context, o daemonOptions) error {
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
+		if err := os.WriteFile(addrFile(), []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			g.log.Warn("cannot record the listen address for healthcheck", "err", err)
+		}
 		g.log.Info("serving health and metrics", "addr", ln.Addr().String())
 	}
 	g.log.Info("daemon started", "interval", o.interval, "databases", len(a.dbs))

@@ -47,7 +47,12 @@ func TestComposeFile(t *testing.T) {
 			t.Fatalf("volume %s not declared", v)
 		}
 	}
-	for _, s := range []string{"db_password", "backup_key"} {
+	for _, img := range []string{pg.Image, minio.Image} {
+		if i := strings.LastIndex(img, ":"); i < 0 || strings.HasSuffix(img, ":latest") {
+			t.Fatalf("image %s is not pinned to a tag", img)
+		}
+	}
+	for _, s := range []string{"db_password", "backup_key", "s3_access_key", "s3_secret_key"} {
 		if c.Secrets[s].File == "" || !strings.Contains(strings.Join(bk.Secrets, ","), s) {
 			t.Fatalf("secret %s not declared or not given to the sidecar", s)
 		}
@@ -69,11 +74,21 @@ func TestDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := string(b)
-	for _, want := range []string{"RUN make build", "COPY --from=build /src/bin/backupkit", "USER backupkit",
-		`ENTRYPOINT ["backupkit"]`, `CMD ["daemon", "-c", "/etc/backupkit/config.yaml", "--listen", ":9090"]`,
-		"HEALTHCHECK", "/healthz", "postgresql17-client"} {
+	for _, want := range []string{"RUN make build VERSION=${VERSION}", "COPY --from=build /src/bin/backupkit", "USER 10001",
+		`ENTRYPOINT ["backupkit"]`, `CMD ["daemon", "-c", "/etc/backupkit/config.yaml"]`, "BACKUPKIT_LISTEN=:9090",
+		`HEALTHCHECK --interval=30s --timeout=10s --start-period=1m CMD ["backupkit", "healthcheck"]`,
+		"ARG GO_IMAGE=", "ARG BASE_IMAGE=", "ARG PG_SOURCE=pgdg", "apt.postgresql.org"} {
 		if !strings.Contains(d, want) {
 			t.Fatalf("Dockerfile lacks %q", want)
+		}
+	}
+	if strings.Contains(d, "# syntax=") || strings.Contains(d, "wget") || strings.Contains(d, "curl -") && !strings.Contains(d, "apt-get purge -y curl") {
+		t.Fatal("the Dockerfile pulls a frontend or keeps a download tool in the image")
+	}
+	di, _ := os.ReadFile("../../.dockerignore")
+	for _, want := range []string{"backups/", "backupkit.yaml", "secrets/", ".tools/"} {
+		if !strings.Contains(string(di), want) {
+			t.Fatalf(".dockerignore lacks %s", want)
 		}
 	}
 	mk, _ := os.ReadFile("../../Makefile")

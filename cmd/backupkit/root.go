@@ -143,6 +143,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error
 		newListCmd(g),
 		newDaemonCmd(g),
 		newDrillCmd(g),
+		newHealthcheckCmd(g),
 		newInitCmd(g),
 		newTestCmd(g),
 	)

@@ -113,8 +113,18 @@ func (g *globals) checkSetup(ctx context.Context, a *app, c *checklist, notify b
 			c.ok("database %s: reachable, PostgreSQL %d; dumped with pg_dump %d (%s)", db.Name, v, cl.Major, cl.Path)
 		}
 	}
+	used := map[string]bool{}
+	for _, d := range a.dbs {
+		for _, st := range d.Storages {
+			used[st] = true
+		}
+	}
 	for _, st := range a.cfg.Storage {
 		s := a.stores[st.Name]
+		if !used[st.Name] {
+			c.ok("storage %s (%s): no database uses it, not contacted", st.Name, s.Describe())
+			continue
+		}
 		if err := probe(ctx, s); err != nil {
 			c.fail("check the path or bucket exists and that BackupKit may write, read and delete there", "storage %s (%s): %v", st.Name, s.Describe(), err)
 		} else {

@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	"sinks/sinktest":       {"sinks", "internal/fault"},
 	"internal/testenv":     {},
 	"internal/testsummary": {},
+	"e2e":                  {},
 	"bench":                {"*"},
 	"examples":             {"*"},
 }
