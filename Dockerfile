@@ -12,7 +12,7 @@
 #        docker build -t backupkit:local --build-arg GO_IMAGE=backupkit-go:local \
 #          --build-arg BASE_IMAGE=backupkit-base:trixie --build-arg PG15_IMAGE=backupkit-base:bookworm \
 #          --build-arg PG_SOURCE=debian .
-# (No "# syntax=" line: the classic builder needs no frontend image.)
+# (No syntax directive: the classic builder needs no frontend image.)
 ARG GO_IMAGE=golang:1.26-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 ARG PG15_IMAGE=debian:bookworm-slim
