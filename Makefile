@@ -31,10 +31,14 @@ lint:
 	if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-tools: $(TOOLS)/versitygw $(TOOLS)/promtool
+tools: $(TOOLS)/versitygw $(TOOLS)/promtool $(TOOLS)/age
 
 $(TOOLS)/versitygw:
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+# The age CLI, for the test that reads a backup without BackupKit.
+$(TOOLS)/age:
+	GOBIN=$(TOOLS) $(GO) install filippo.io/age/cmd/age@v1.3.2
 
 # Prometheus's rule tester, for examples/alerts_test.yaml.
 $(TOOLS)/promtool:

@@ -62,6 +62,7 @@ ctx=$(mktemp -d); trap 'rm -rf "$ctx"; cleanup' EXIT
 GOROOT=$(go env GOROOT)
 if ! docker image inspect backupkit-go:local >/dev/null 2>&1; then
   cp -a "$GOROOT" "$ctx/go"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
   build backupkit-go:local e2e/images/builder.Dockerfile "$ctx"
   rm -rf "$ctx/go"
 fi

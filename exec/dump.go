@@ -164,8 +164,11 @@ type BackupOptions struct {
 	Dump        DumpOptions
 	Compression format.Compression
 	Level       int
-	// Password encrypts the backup; empty means not encrypted.
+	// Password encrypts the backup in the chunked AES format; empty
+	// means not encrypted, unless Recipients are set.
 	Password string
+	// Recipients, when set, encrypt the backup as an age stream instead.
+	Recipients format.Recipients
 }
 
 // Ext is the key suffix of a backup made with these options.
@@ -174,7 +177,10 @@ func (o BackupOptions) Ext() format.Ext {
 	if e.Compression == "" {
 		e.Compression = format.None
 	}
-	if o.Password != "" {
+	switch {
+	case o.Recipients.Len() > 0:
+		e.Encryption = format.Age
+	case o.Password != "":
 		e.Encryption = format.Enc
 	}
 	return e
@@ -197,11 +203,17 @@ func Backup(ctx context.Context, o BackupOptions, w io.Writer) (DumpResult, erro
 	var res DumpResult
 	var dst io.Writer = w
 	var enc io.WriteCloser
-	if o.Password != "" {
-		var err error
-		if enc, err = format.NewEncrypter(w, o.Password); err != nil {
-			return res, err
-		}
+	var err error
+	switch {
+	case o.Recipients.Len() > 0:
+		enc, err = format.NewAgeEncrypter(w, o.Recipients)
+	case o.Password != "":
+		enc, err = format.NewEncrypter(w, o.Password)
+	}
+	if err != nil {
+		return res, err
+	}
+	if enc != nil {
 		dst = enc
 	}
 	comp, err := format.NewCompressor(dst, o.Compression, o.Level)

@@ -153,7 +153,7 @@ func FuzzDecode(f *testing.F) {
 		if len(data) > 9 && bytes.HasPrefix(data, []byte(encMagic)) && data[9] > 12 {
 			return
 		}
-		d, err := Decode(bytes.NewReader(data), "pw")
+		d, err := Decode(bytes.NewReader(data), Keys{Password: "pw"})
 		if err != nil {
 			return
 		}

@@ -104,6 +104,8 @@ func parseExt(s string) (Ext, bool) {
 	case "":
 	case "." + string(Enc):
 		e.Encryption = Enc
+	case "." + string(Age):
+		e.Encryption = Age
 	default:
 		return Ext{}, false
 	}

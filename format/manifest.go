@@ -18,22 +18,25 @@ func ManifestKey(key string) string { return key + ManifestExt }
 // holds. It is metadata in clear text, written by BackupKit and read as
 // untrusted: verify and drills compare against it, nothing runs from it.
 type Manifest struct {
-	Version        int              `json:"version"` // 1
-	BackupKit      string           `json:"backupkit"`
-	Database       string           `json:"database"` // the config's name
-	DBName         string           `json:"dbname"`   // the server's
-	Key            string           `json:"key"`
-	Started        time.Time        `json:"started"`
-	Finished       time.Time        `json:"finished"`
-	PgDumpVersion  string           `json:"pg_dump_version"`
-	ServerVersion  string           `json:"server_version"`
-	ArchiveVersion string           `json:"archive_version"`
-	RawBytes       int64            `json:"raw_bytes"`    // pg_dump's output
-	StoredBytes    int64            `json:"stored_bytes"` // what storage holds
-	SHA256         string           `json:"sha256"`
-	Compression    Compression      `json:"compression"`
-	Encryption     string           `json:"encryption,omitempty"` // e.g. "aes-256-gcm, argon2id(m=64MiB,t=3,p=4)"
-	Tables         map[string]int64 `json:"tables"`               // schema.table → rows (-1: not counted)
+	Version        int         `json:"version"` // 1
+	BackupKit      string      `json:"backupkit"`
+	Database       string      `json:"database"` // the config's name
+	DBName         string      `json:"dbname"`   // the server's
+	Key            string      `json:"key"`
+	Started        time.Time   `json:"started"`
+	Finished       time.Time   `json:"finished"`
+	PgDumpVersion  string      `json:"pg_dump_version"`
+	ServerVersion  string      `json:"server_version"`
+	ArchiveVersion string      `json:"archive_version"`
+	RawBytes       int64       `json:"raw_bytes"`    // pg_dump's output
+	StoredBytes    int64       `json:"stored_bytes"` // what storage holds
+	SHA256         string      `json:"sha256"`
+	Compression    Compression `json:"compression"`
+	Encryption     string      `json:"encryption,omitempty"` // e.g. "aes-256-gcm, argon2id(m=64MiB,t=3,p=4)", "age"
+	// Recipients are the fingerprints of the age public keys that can
+	// read the backup (format.Fingerprint).
+	Recipients []string         `json:"recipients,omitempty"`
+	Tables     map[string]int64 `json:"tables"` // schema.table → rows (-1: not counted)
 }
 
 // MaxManifest bounds what is read of a manifest from storage.

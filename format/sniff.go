@@ -33,8 +33,11 @@ func (l Layers) String() string {
 	if l.Compression != None && l.Compression != "" {
 		s = string(l.Compression) + " → " + s
 	}
-	if l.Encrypted() {
+	switch l.Encryption {
+	case Enc:
 		s = "encrypted → " + s
+	case Age:
+		s = "age → " + s
 	}
 	return s
 }
@@ -78,9 +81,10 @@ func (d *Decoded) Close() error {
 }
 
 // Decode peels the layers of a stored backup by sniffing its bytes:
-// encryption, then a codec, down to a pg_dump custom archive or SQL text.
-// password may be empty when the backup is not encrypted.
-func Decode(r io.Reader, password string) (*Decoded, error) {
+// encryption (the password format or age), then a codec, down to a
+// pg_dump custom archive or SQL text. keys may be empty when the backup
+// is not encrypted.
+func Decode(r io.Reader, keys Keys) (*Decoded, error) {
 	d := &Decoded{Layers: Layers{Compression: None}}
 	br := bufio.NewReaderSize(r, 256<<10)
 	for depth := 0; ; depth++ {
@@ -97,11 +101,18 @@ func Decode(r io.Reader, password string) (*Decoded, error) {
 		k, isCodec := sniffCodec(peek)
 		switch {
 		case bytes.HasPrefix(peek, []byte(encMagic)) && !d.Layers.Encrypted() && d.Layers.Compression == None:
-			dr, err := NewDecrypter(br, password)
+			dr, err := NewDecrypter(br, keys.Password)
 			if err != nil {
 				return nil, err
 			}
 			d.Layers.Encryption = Enc
+			br = bufio.NewReaderSize(dr, 256<<10)
+		case bytes.HasPrefix(peek, []byte(ageMagic)) && !d.Layers.Encrypted() && d.Layers.Compression == None:
+			dr, err := newAgeDecrypter(br, keys.Identities)
+			if err != nil {
+				return nil, err
+			}
+			d.Layers.Encryption = Age
 			br = bufio.NewReaderSize(dr, 256<<10)
 		case isCodec && d.Layers.Compression == None:
 			zr, err := k.reader(br)

@@ -366,7 +366,10 @@ func (r *Runner) manifest(db *Database, key string, start time.Time, d exec.Dump
 	m := &format.Manifest{Version: 1, BackupKit: r.Version, Database: db.Name, DBName: db.Conn.Database, Key: key,
 		Started: start.UTC(), Finished: time.Now().UTC(), RawBytes: d.Bytes, Compression: db.Backup.Ext().Compression,
 		Tables: map[string]int64{}}
-	if db.Backup.Password != "" {
+	switch {
+	case db.Backup.Recipients.Len() > 0:
+		m.Encryption, m.Recipients = "age", db.Backup.Recipients.Fingerprints
+	case db.Backup.Password != "":
 		m.Encryption = "aes-256-gcm chunked, " + format.DefaultKDF()
 	}
 	if a := d.Archive; a != nil {

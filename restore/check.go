@@ -19,12 +19,18 @@ var ErrRefused = errors.New("restore refused; the target database was not change
 
 // CheckOptions say what a backup of this database must look like.
 type CheckOptions struct {
-	Password string
+	Keys format.Keys
 	// Encrypted: the config encrypts this database's backups, so a payload
 	// that is not encrypted (not authenticated) is refused unless
 	// AllowUnencrypted.
 	Encrypted        bool
 	AllowUnencrypted bool
+	// Encryption is what new backups use (enc or age): another is a
+	// pipeline mismatch (a warning, or refused with Strict).
+	Encryption format.Encryption
+	// IdentityErr is why the configured identity file could not be used;
+	// it is reported when an age backup needs it.
+	IdentityErr error
 	// Compression is the config's codec; with Strict a backup whose
 	// layers differ from the config is refused, else it is a warning.
 	Compression format.Compression
@@ -66,7 +72,10 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 	}
 	defer rc.Close()
 	counted := &countReader{r: rc}
-	dec, err := format.Decode(counted, o.Password)
+	dec, err := format.Decode(counted, o.Keys)
+	if errors.Is(err, format.ErrNeedIdentity) && o.IdentityErr != nil {
+		err = fmt.Errorf("%w: %w", err, o.IdentityErr)
+	}
 	if err != nil {
 		return c, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
@@ -127,7 +136,7 @@ func (c *Checked) fits(src Source, o CheckOptions) error {
 	}
 	want := format.Layers{Encryption: format.Unencrypted, Compression: o.Compression}
 	if o.Encrypted {
-		want.Encryption = format.Enc
+		want.Encryption = o.Encryption
 	}
 	if want.Compression == "" {
 		want.Compression = format.None

@@ -148,7 +148,7 @@ func (o Options) restore(ctx context.Context, p pinned, c Checked, spool *os.Fil
 	if o.Progress != nil {
 		r = progressReader{rc, o.Progress}
 	}
-	dec, err := format.Decode(r, o.Check.Password)
+	dec, err := format.Decode(r, o.Check.Keys)
 	if err != nil {
 		return err
 	}
@@ -242,4 +242,29 @@ func (p progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.f(n)
 	return n, err
+}
+
+// Decrypt writes the decoded payload of a backup (decrypted, every chunk
+// authenticated, decompressed) to w. A backup that fails to decode stops
+// with an error; what was written before is then not a whole archive.
+func Decrypt(ctx context.Context, src Source, o CheckOptions, w io.Writer) (int64, error) {
+	p, err := src.pin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", src.Desc, err)
+	}
+	defer p.Close()
+	rc, err := p.Open(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	dec, err := format.Decode(rc, o.Keys)
+	if errors.Is(err, format.ErrNeedIdentity) && o.IdentityErr != nil {
+		err = fmt.Errorf("%w: %w", err, o.IdentityErr)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer dec.Close()
+	return io.Copy(w, dec)
 }

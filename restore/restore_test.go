@@ -100,7 +100,7 @@ func TestRoundTripAllPipelines(t *testing.T) {
 				s := store(t, dump(t, o), o.Ext())
 				dst := "bk_restored_" + testenv.RandHex(3)
 				t.Cleanup(func() { p.DropDB(dst) })
-				co := restore.CheckOptions{Password: pw, Encrypted: pw != "", Compression: comp, Strict: true}
+				co := restore.CheckOptions{Keys: format.Keys{Password: pw}, Encrypted: pw != "", Encryption: format.Enc, Compression: comp, Strict: true}
 				res, err := restore.Run(ctx, s, restore.Options{Target: connFor(p, dst), Check: co})
 				if err != nil {
 					t.Fatal(err)
@@ -133,7 +133,7 @@ func TestRestoreJobsSpool(t *testing.T) {
 	os.MkdirAll(tmp, 0o700)
 	stale := filepath.Join(tmp, "backupkit-restore-999999999-1.dump")
 	os.WriteFile(stale, []byte("left by a killed restore"), 0o600)
-	_, err := restore.Run(context.Background(), s, restore.Options{Target: connFor(p, dst), Check: restore.CheckOptions{Password: "pw", Encrypted: true}, Jobs: 2, TempDir: tmp})
+	_, err := restore.Run(context.Background(), s, restore.Options{Target: connFor(p, dst), Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Jobs: 2, TempDir: tmp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestPagilaRoundTrip(t *testing.T) {
 	s := store(t, dump(t, o), o.Ext())
 	dst := "bk_pagila_r_" + testenv.RandHex(3)
 	t.Cleanup(func() { p.DropDB(dst) })
-	ro := restore.Options{Target: connFor(p, dst), Check: restore.CheckOptions{Password: "pagila", Encrypted: true}, SingleTransaction: true}
+	ro := restore.Options{Target: connFor(p, dst), Check: restore.CheckOptions{Keys: format.Keys{Password: "pagila"}, Encrypted: true}, SingleTransaction: true}
 	if _, err := restore.Run(context.Background(), s, ro); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestCheckRefusesDamage(t *testing.T) {
 			s := sinks.NewLocal("local", t.TempDir())
 			key := format.Key("app", testTime, c.ext)
 			s.Put(context.Background(), key, bytes.NewReader(c.data))
-			_, err := restore.Verify(context.Background(), resolve(t, s, "local:"+key), restore.CheckOptions{Password: c.pw, AllowSQL: true})
+			_, err := restore.Verify(context.Background(), resolve(t, s, "local:"+key), restore.CheckOptions{Keys: format.Keys{Password: c.pw}, AllowSQL: true})
 			if err == nil {
 				t.Fatal("damaged backup accepted")
 			}

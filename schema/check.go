@@ -199,9 +199,12 @@ func (l *loader) check(c *Config, data cue.Value) {
 				dr.MaxDuration = dur
 			}
 		}
-		if e := d.Backup.Encryption; e != nil && e.Enabled && e.Password == "" {
-			sp := p + ".backup.encryption"
-			l.add(sp, at(sp), "encryption is enabled but no password or password_file is set")
+		if e := d.Backup.Encryption; e != nil {
+			l.checkRecipients(p+".backup.encryption", e, at)
+			if e.Enabled && e.Password == "" && e.AgeRecipients.Len() == 0 {
+				sp := p + ".backup.encryption"
+				l.add(sp, at(sp), "encryption is enabled but neither password (password_file) nor recipients (recipients_file) is set")
+			}
 		}
 	}
 	for i := range c.Notifications {
@@ -245,6 +248,28 @@ func levelRanges() string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// checkRecipients reads recipients_file and parses every recipient.
+func (l *loader) checkRecipients(p string, e *Encryption, at func(string) token.Pos) {
+	entries := append([]string(nil), e.Recipients...)
+	if e.RecipientsFile != "" {
+		b, err := os.ReadFile(e.RecipientsFile)
+		if err != nil {
+			l.add(p+".recipients_file", at(p+".recipients_file"), "cannot read recipients file %s: %v", e.RecipientsFile, errText(err))
+			return
+		}
+		entries = append(entries, strings.Split(string(b), "\n")...)
+	}
+	if len(entries) == 0 {
+		return
+	}
+	r, err := format.ParseRecipients(entries)
+	if err != nil {
+		l.add(p+".recipients", at(p+".recipients"), "%v", err)
+		return
+	}
+	e.AgeRecipients = r
 }
 
 func orNone(names []string) string {

@@ -164,12 +164,22 @@ type Backup struct {
 // Encrypted reports whether backups are encrypted.
 func (b Backup) Encrypted() bool { return b.Encryption != nil && b.Encryption.Enabled }
 
-// Encryption holds the backup encryption password.
+// Encryption holds the backup encryption password, or the age
+// recipients (and where restores happen, the identity file).
 type Encryption struct {
-	Enabled      bool   `json:"enabled"`
-	Password     Secret `json:"password"`
-	PasswordFile string `json:"password_file"`
+	Enabled        bool     `json:"enabled"`
+	Password       Secret   `json:"password"`
+	PasswordFile   string   `json:"password_file"`
+	Recipients     []string `json:"recipients"`
+	RecipientsFile string   `json:"recipients_file"`
+	IdentityFile   string   `json:"identity_file"`
+
+	// AgeRecipients are recipients and recipients_file, parsed.
+	AgeRecipients format.Recipients `json:"-"`
 }
+
+// Age reports whether new backups are age-encrypted.
+func (e *Encryption) Age() bool { return e != nil && e.Enabled && e.AgeRecipients.Len() > 0 }
 
 // Retention is a restic-style set of keep rules. A nil *Retention keeps
 // everything.

@@ -102,8 +102,9 @@ func connOf(c schema.Connection) pg.Conn {
 func backupOptions(d *schema.Database) exec.BackupOptions {
 	o := exec.BackupOptions{Dump: exec.DumpOptions{Conn: connOf(d.Connection), LockWaitTimeout: d.Backup.LockWait},
 		Compression: format.Compression(d.Backup.Compression), Level: d.Backup.CompressionLevel}
-	if d.Backup.Encrypted() {
-		o.Password = d.Backup.Encryption.Password.Reveal()
+	if e := d.Backup.Encryption; d.Backup.Encrypted() {
+		o.Password = e.Password.Reveal()
+		o.Recipients = e.AgeRecipients
 	}
 	return o
 }
@@ -167,11 +168,31 @@ func (a *app) storagesOf(db *schema.Database) restore.Storages {
 // checkOptions is what a backup of db must look like, and where the
 // client tools are.
 func checkOptions(cfg *schema.Config, db *schema.Database) restore.CheckOptions {
-	o := restore.CheckOptions{Encrypted: db.Backup.Encrypted(), Compression: format.Compression(db.Backup.Compression), BinDir: cfg.PgBinDir}
-	if db.Backup.Encryption != nil {
-		o.Password = db.Backup.Encryption.Password.Reveal()
+	o := restore.CheckOptions{Encrypted: db.Backup.Encrypted(), Compression: format.Compression(db.Backup.Compression), BinDir: cfg.PgBinDir,
+		Encryption: format.Enc}
+	if e := db.Backup.Encryption; e != nil {
+		o.Keys.Password = e.Password.Reveal()
+		if e.Age() {
+			o.Encryption = format.Age
+		}
+		if e.IdentityFile != "" {
+			// Read where it is needed; a problem shows when a backup needs it.
+			if b, err := os.ReadFile(e.IdentityFile); err == nil {
+				o.Keys.Identities, o.IdentityErr = format.ParseIdentities(b)
+			} else {
+				o.IdentityErr = fmt.Errorf("cannot read identity file %s: %v", e.IdentityFile, errText(err))
+			}
+		}
 	}
 	return o
+}
+
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }
 
 func (g *globals) runner(a *app, parallel int, timeout time.Duration, obs reconcile.Observer) *reconcile.Runner {

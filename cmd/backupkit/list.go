@@ -49,6 +49,30 @@ func newListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// keysText says which keys can read a backup: "password", "-", or the
+// age recipients' fingerprints, * marking one whose identity is here.
+func keysText(le listEntry, mine map[string]bool) string {
+	n, _ := format.ParseKey(le.Key)
+	switch n.Ext.Encryption {
+	case format.Enc:
+		return "password"
+	case format.Unencrypted:
+		return "-"
+	}
+	if le.Manifest == nil || len(le.Manifest.Recipients) == 0 {
+		return "age"
+	}
+	var out []string
+	for _, f := range le.Manifest.Recipients {
+		short := f[:min(len(f), 8)]
+		if mine[f] {
+			short += "*"
+		}
+		out = append(out, short)
+	}
+	return "age " + strings.Join(out, ",")
+}
+
 // drillText says how the last drill of a backup went: "ok 3h ago,
 // restored in 12s", "FAILED 2d ago", "-".
 func drillText(le listEntry, now time.Time) string {
@@ -112,7 +136,7 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 				if b.HasChecksum && o.output == "json" {
 					le.SHA256, _ = repo.ReadChecksum(ctx, a.stores[st], b.Key)
 				}
-				if b.HasManifest && o.output == "json" {
+				if b.HasManifest && (o.output == "json" || b.Ext.Encryption == format.Age) {
 					le.Manifest, _ = repo.ReadManifest(ctx, a.stores[st], b.Key)
 				}
 				if m, ok := b.LastDrill(); ok {
@@ -133,7 +157,13 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 		return errors.Join(errs...)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDATABASE\tSTORAGE\tTIME (UTC)\tLOCAL TIME\tAGE\tSIZE\tSHA256\tKEPT BY\tLAST DRILL\t")
+	mine := map[string]bool{} // fingerprints of the identities configured here
+	for _, d := range a.cfg.Databases {
+		for _, f := range checkOptions(a.cfg, &d).Keys.Identities.Fingerprints {
+			mine[f] = true
+		}
+	}
+	fmt.Fprintln(tw, "ID\tDATABASE\tSTORAGE\tTIME (UTC)\tLOCAL TIME\tAGE\tSIZE\tSHA256\tKEPT BY\tLAST DRILL\tKEYS\t")
 	for _, le := range entries {
 		sum := "-"
 		if le.hasSum {
@@ -143,9 +173,9 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 		if kb == "" {
 			kb = "(prunable)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", le.ID, le.Database, le.Storage,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", le.ID, le.Database, le.Storage,
 			le.Time.UTC().Format("2006-01-02 15:04:05"), le.Time.Local().Format("2006-01-02 15:04 MST"), age(now.Sub(le.Time)),
-			humanBytes(le.Size), sum, kb, drillText(le, now))
+			humanBytes(le.Size), sum, kb, drillText(le, now), keysText(le, mine))
 	}
 	tw.Flush()
 	fmt.Fprintf(g.stdout, "%d backup(s)\n", len(entries))

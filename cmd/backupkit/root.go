@@ -144,6 +144,7 @@ Exit codes: 0 success, 1 failure, 2 usage or config error
 		newDaemonCmd(g),
 		newDrillCmd(g),
 		newHealthcheckCmd(g),
+		newDecryptCmd(g),
 		newInitCmd(g),
 		newTestCmd(g),
 	)

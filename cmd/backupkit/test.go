@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/backupkit/backupkit/alerting"
 	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/pg"
 	"github.com/backupkit/backupkit/sinks"
 )
@@ -113,6 +115,7 @@ func (g *globals) checkSetup(ctx context.Context, a *app, c *checklist, notify b
 			c.ok("database %s: reachable, PostgreSQL %d; dumped with pg_dump %d (%s)", db.Name, v, cl.Major, cl.Path)
 		}
 	}
+	g.checkAge(a, c)
 	used := map[string]bool{}
 	for _, d := range a.dbs {
 		for _, st := range d.Storages {
@@ -172,4 +175,39 @@ func probe(ctx context.Context, s sinks.Sink) error {
 		return fmt.Errorf("delete: %w", err)
 	}
 	return nil
+}
+
+// checkAge encrypts a probe to each age database's recipients and, where
+// an identity is configured, decrypts it: a restore here would work.
+func (g *globals) checkAge(a *app, c *checklist) {
+	for i := range a.cfg.Databases {
+		d := &a.cfg.Databases[i]
+		e := d.Backup.Encryption
+		if !e.Age() {
+			continue
+		}
+		co := checkOptions(a.cfg, d)
+		if e.IdentityFile == "" {
+			c.ok("database %s: age to %d recipient(s); no identity_file here (backups and prunes work; restores need one where they happen)", d.Name, e.AgeRecipients.Len())
+			continue
+		}
+		if co.IdentityErr != nil {
+			c.fail("identity_file must be an unprotected age identity file or SSH private key", "database %s: %v", d.Name, co.IdentityErr)
+			continue
+		}
+		var buf bytes.Buffer
+		w, err := format.NewAgeEncrypter(&buf, e.AgeRecipients)
+		if err == nil {
+			io.WriteString(w, "PGDMP backupkit probe")
+			err = w.Close()
+		}
+		if err == nil {
+			_, err = format.Decode(&buf, co.Keys)
+		}
+		if err != nil {
+			c.fail("the identity_file's key must be one of the recipients, or restores here cannot read new backups", "database %s: a probe encrypted to the recipients does not decrypt with identity_file: %v", d.Name, err)
+			continue
+		}
+		c.ok("database %s: age to %d recipient(s); a probe decrypts with identity_file", d.Name, e.AgeRecipients.Len())
+	}
 }
