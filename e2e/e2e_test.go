@@ -92,7 +92,7 @@ func randomHex(n int) string {
 
 func TestSidecar(t *testing.T) {
 	secrets := map[string]string{"db_password": "db-" + randomHex(12), "backup_key": "key-" + randomHex(16),
-		"s3_access_key": "backupkit", "s3_secret_key": "s3-" + randomHex(12)}
+		"s3_access_key": "ak" + randomHex(6), "s3_secret_key": "s3-" + randomHex(12)}
 	os.MkdirAll(filepath.Join(root, "secrets"), 0o700)
 	for k, v := range secrets {
 		os.WriteFile(filepath.Join(root, "secrets", k+".txt"), []byte(v+"\n"), 0o644)
