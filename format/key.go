@@ -24,11 +24,19 @@ const (
 type Ext struct {
 	Compression Compression
 	Encryption  Encryption
+	// SQL marks SQL text (".sql": a server's globals from pg_dumpall)
+	// rather than a pg_dump archive (".dump").
+	SQL bool
 }
 
-// String is the key suffix: ".dump[.gz|.zst][.enc]".
+// String is the key suffix: ".dump[.gz|.zst][.enc|.age]" (".sql…" for
+// SQL text).
 func (e Ext) String() string {
-	s := ".dump" + e.Compression.ext()
+	s := ".dump"
+	if e.SQL {
+		s = ".sql"
+	}
+	s += e.Compression.ext()
 	if e.Encryption != Unencrypted {
 		s += "." + string(e.Encryption)
 	}
@@ -59,11 +67,19 @@ func ParseKey(key string) (Name, bool) {
 	if db == "." || db == ".." {
 		return Name{}, false
 	}
-	// YYYYMMDD_HHMMSS.NNNNNNNNNZ = 26 bytes, then ".dump".
-	if len(base) < 31 || base[8] != '_' || base[15] != '.' || base[25] != 'Z' || base[26:31] != ".dump" {
+	// YYYYMMDD_HHMMSS.NNNNNNNNNZ = 26 bytes, then ".dump" or ".sql".
+	if len(base) < 30 || base[8] != '_' || base[15] != '.' || base[25] != 'Z' {
 		return Name{}, false
 	}
-	ext, ok := parseExt(base[31:])
+	var ext Ext
+	var ok bool
+	switch {
+	case len(base) >= 31 && base[26:31] == ".dump":
+		ext, ok = parseExt(base[31:])
+	case base[26:30] == ".sql":
+		ext, ok = parseExt(base[30:])
+		ext.SQL = true
+	}
 	if !ok {
 		return Name{}, false
 	}

@@ -8,12 +8,15 @@ import (
 func TestParseKey(t *testing.T) {
 	want := time.Date(2026, 11, 25, 2, 0, 7, 123456789, time.UTC)
 	for k, ext := range map[string]Ext{
-		"app_db/20261125_020007.123456789Z.dump":         {None, Unencrypted},
-		"app_db/20261125_020007.123456789Z.dump.gz":      {Gzip, Unencrypted},
-		"app_db/20261125_020007.123456789Z.dump.zst":     {Zstd, Unencrypted},
-		"app_db/20261125_020007.123456789Z.dump.enc":     {None, Enc},
-		"app_db/20261125_020007.123456789Z.dump.gz.enc":  {Gzip, Enc},
-		"app_db/20261125_020007.123456789Z.dump.zst.enc": {Zstd, Enc},
+		"app_db/20261125_020007.123456789Z.dump":         {None, Unencrypted, false},
+		"app_db/20261125_020007.123456789Z.dump.gz":      {Gzip, Unencrypted, false},
+		"app_db/20261125_020007.123456789Z.dump.zst":     {Zstd, Unencrypted, false},
+		"app_db/20261125_020007.123456789Z.dump.enc":     {None, Enc, false},
+		"app_db/20261125_020007.123456789Z.dump.gz.enc":  {Gzip, Enc, false},
+		"app_db/20261125_020007.123456789Z.dump.zst.enc": {Zstd, Enc, false},
+		"app_db/20261125_020007.123456789Z.dump.zst.age": {Zstd, Age, false},
+		"app_db/20261125_020007.123456789Z.sql.gz":       {Gzip, Unencrypted, true},
+		"app_db/20261125_020007.123456789Z.sql":          {None, Unencrypted, true},
 	} {
 		n, ok := ParseKey(k)
 		if !ok || n.Database != "app_db" || !n.Time.Equal(want) || n.Ext != ext {
@@ -32,7 +35,8 @@ func TestParseKey(t *testing.T) {
 		"app/20261125-020007.123456789Z.dump", "app/20261125_020007.12345678Z.dump",
 		"app/.20261125_020007.123456789Z.dump.tmp-abc", "app/notes.txt", "app/",
 		"app/20261125_020007.123456789Z.dump.enc.gz", "../20261125_020007.123456789Z.dump",
-		"app/20261125_020007.123456789Z.dump.gz.gz",
+		"app/20261125_020007.123456789Z.dump.gz.gz", "app/20261125_020007.123456789Z.sq",
+		"app/20261125_020007.123456789Z.sqlite",
 	} {
 		if _, ok := ParseKey(k); ok {
 			t.Errorf("%s parsed as a backup", k)
