@@ -118,7 +118,7 @@ func TestValidationRules(t *testing.T) {
 		{"on not empty", "on: [failure]", "on: []", "notifications[0].on", 24, ""},
 		{"email username+password", "to: b@example.com", "to: b@example.com\n      username: u", "notifications[0].config", 25, "both username and password"},
 		{"email smtp_port required", "smtp_port: 587\n", "\n", "notifications[0].config.smtp_port", 0, "missing"},
-		{"encryption needs a password", "storage: local", "storage: local\n      encryption:\n        enabled: true", "databases[0].backup.encryption", 22, "no password"},
+		{"encryption needs a password", "storage: local", "storage: local\n      encryption:\n        enabled: true", "databases[0].backup.encryption", 22, "neither password"},
 		{"alert_after duration", "storage: local", "storage: local\n      alert_after: soon", "databases[0].backup.alert_after", 22, "invalid duration"},
 		{"password and password_file", "user: app", "user: app\n      password: x\n      password_file: /etc/hostname", "databases[0].connection.password_file", 20, "not both"},
 		{"unreadable secret file", "user: app", "user: app\n      password_file: /nonexistent/secret", "databases[0].connection.password_file", 19, "cannot read secret file"},
