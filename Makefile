@@ -46,6 +46,7 @@ $(TOOLS)/promtool:
 
 bench: build tools
 	PATH="$(TOOLS):$$PATH" $(GO) run ./bench $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench 'PlanWholeServer' -benchtime 3x ./reconcile
 
 # Mutation testing of the safety code (retention, planning, apply) and the
 # encryption format: every surviving mutant needs a test or a reason.

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -29,6 +30,13 @@ type DumpOptions struct {
 	Compress bool
 	// Progress, when set, is told the bytes pg_dump writes as they come.
 	Progress func(n int)
+	// Globals dumps the server's globals (roles, memberships, role
+	// settings, tablespaces) with pg_dumpall --globals-only instead, as
+	// SQL text; Tool then names a pg_dumpall.
+	Globals bool
+	// NoRolePasswords leaves role passwords out of a globals dump
+	// (pg_dumpall --no-role-passwords: what a non-superuser can read).
+	NoRolePasswords bool
 }
 
 // copyBufSize is the read size from pg_dump's stdout.
@@ -42,16 +50,10 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	args := []string{"--format=custom", "--no-password"}
-	if !o.Compress {
-		args = append(args, "--compress=0")
-	}
-	if o.LockWaitTimeout > 0 {
-		args = append(args, fmt.Sprintf("--lock-wait-timeout=%d", o.LockWaitTimeout.Milliseconds()))
-	}
-	tool := o.Tool
-	if tool == "" {
-		tool = "pg_dump"
+	args, tool := o.args()
+	name := "pg_dump"
+	if o.Globals {
+		name = "pg_dumpall"
 	}
 	cmd, stderr := command(ctx, o.Conn, tool, args...)
 	out, err := cmd.StdoutPipe()
@@ -59,7 +61,7 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, toolError("pg_dump", err, stderr)
+		return 0, toolError(name, err, stderr)
 	}
 	growPipe(out)
 	if o.Progress != nil {
@@ -73,7 +75,7 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 	switch {
 	case parent.Err() != nil:
 		// Cancelled from outside: that is the cause, whatever the pipes say.
-		return n, fmt.Errorf("pg_dump cancelled: %w", context.Cause(parent))
+		return n, fmt.Errorf("%s cancelled: %w", name, context.Cause(parent))
 	case copyErr != nil:
 		return n, copyErr
 	case waitErr != nil:
@@ -84,9 +86,31 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 		return n, err
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("pg_dump wrote nothing")
+		return 0, fmt.Errorf("%s wrote nothing", name)
 	}
 	return n, nil
+}
+
+// args are the tool and its arguments for o.
+func (o DumpOptions) args() ([]string, string) {
+	if o.Globals {
+		args := []string{"--globals-only", "--no-password"}
+		if o.Conn.Database != "" {
+			args = append(args, "--database="+o.Conn.Database)
+		}
+		if o.NoRolePasswords {
+			args = append(args, "--no-role-passwords")
+		}
+		return args, cmp.Or(o.Tool, "pg_dumpall")
+	}
+	args := []string{"--format=custom", "--no-password"}
+	if !o.Compress {
+		args = append(args, "--compress=0")
+	}
+	if o.LockWaitTimeout > 0 {
+		args = append(args, fmt.Sprintf("--lock-wait-timeout=%d", o.LockWaitTimeout.Milliseconds()))
+	}
+	return args, cmp.Or(o.Tool, "pg_dump")
 }
 
 // onlyWriter hides ReadFrom so io.CopyBuffer uses our large buffer.
@@ -192,6 +216,8 @@ type DumpResult struct {
 	// Archive is the walk of pg_dump's stream: its table of contents,
 	// and the rows of every table counted from the data itself.
 	Archive *format.ArchiveInfo
+	// NoRolePasswords: a globals dump without role passwords.
+	NoRolePasswords bool
 }
 
 // Backup streams pg_dump → compression → encryption into w. On the way
@@ -221,6 +247,9 @@ func Backup(ctx context.Context, o BackupOptions, w io.Writer) (DumpResult, erro
 		return res, err
 	}
 	d := o.Dump
+	if d.Globals {
+		return res, backupGlobals(ctx, d, comp, enc, &res)
+	}
 	d.Compress = o.Compression == format.None || o.Compression == ""
 	walk := newWalkTee()
 	res.Bytes, err = Dump(ctx, d, io.MultiWriter(comp, walk))
@@ -241,6 +270,47 @@ func Backup(ctx context.Context, o BackupOptions, w io.Writer) (DumpResult, erro
 		}
 	}
 	return res, nil
+}
+
+// backupGlobals streams pg_dumpall --globals-only through the codec and
+// encryption; the SQL must read as a whole cluster dump (its header and
+// its "complete" footer), else it is not a backup.
+func backupGlobals(ctx context.Context, d DumpOptions, comp, enc io.WriteCloser, res *DumpResult) error {
+	ends := &endsWriter{}
+	res.NoRolePasswords = d.NoRolePasswords
+	var err error
+	res.Bytes, err = Dump(ctx, d, io.MultiWriter(comp, ends))
+	if cerr := comp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("compress: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := format.CheckGlobalsDump(ends.head, ends.tail); err != nil {
+		return fmt.Errorf("pg_dumpall's output: %w", err)
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return fmt.Errorf("encrypt: %w", err)
+		}
+	}
+	return nil
+}
+
+// endsWriter keeps the first and last bytes written to it.
+type endsWriter struct{ head, tail []byte }
+
+const endsKeep = 256
+
+func (e *endsWriter) Write(p []byte) (int, error) {
+	if room := endsKeep - len(e.head); room > 0 {
+		e.head = append(e.head, p[:min(room, len(p))]...)
+	}
+	e.tail = append(e.tail, p...)
+	if len(e.tail) > endsKeep {
+		e.tail = append(e.tail[:0], e.tail[len(e.tail)-endsKeep:]...)
+	}
+	return len(p), nil
 }
 
 // walkTee walks the archive that is written to it, in a goroutine; a

@@ -63,6 +63,17 @@ type ArchiveInfo struct {
 	offSize       int
 }
 
+// DatabaseOwner is the owner of the dumped database, as its DATABASE
+// entry says ("" when there is none).
+func (a *ArchiveInfo) DatabaseOwner() string {
+	for _, e := range a.Entries {
+		if e.Desc == "DATABASE" {
+			return e.Owner
+		}
+	}
+	return ""
+}
+
 // ArchiveEntry is one table-of-contents entry.
 type ArchiveEntry struct {
 	DumpID    int

@@ -76,3 +76,40 @@ func TestDrillKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestDBNameEncoding(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"sales", "sales"},
+		{"Sales-EU_2", "Sales-EU_2"},
+		{"sales.eu", "sales%2Eeu"},
+		{"_globals", "%5Fglobals"},
+		{"a b/c", "a%20b%2Fc"},
+		{"100%", "100%25"},
+		{"..", "%2E%2E"},
+		{"dbname=x", "dbname%3Dx"},
+		{"ö", "%C3%B6"},
+	} {
+		got := EncodeDBName(tc.in)
+		if got != tc.want {
+			t.Errorf("EncodeDBName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		back, ok := DecodeDBName(got)
+		if !ok || back != tc.in {
+			t.Errorf("DecodeDBName(%q) = %q, %v; want %q", got, back, ok, tc.in)
+		}
+		if _, ok := ParseKey(DiscoveredName("prod", tc.in) + "/20260101_000000.000000000Z.dump"); !ok {
+			t.Errorf("a backup of discovered %q does not parse as a key", tc.in)
+		}
+	}
+	for _, bad := range []string{"", "%", "%2", "%2e", "%zz", "a.b", "_x", "%61"} {
+		if d, ok := DecodeDBName(bad); ok {
+			t.Errorf("DecodeDBName(%q) = %q, accepted; want refused", bad, d)
+		}
+	}
+	if got := ShowName("prod", "prod.sales%2Eeu"); got != "prod.sales.eu" {
+		t.Errorf("ShowName = %q", got)
+	}
+	if got := ShowName("prod", "prod._globals"); got != "prod._globals" {
+		t.Errorf("ShowName globals = %q", got)
+	}
+}

@@ -37,6 +37,12 @@ type Manifest struct {
 	// read the backup (format.Fingerprint).
 	Recipients []string         `json:"recipients,omitempty"`
 	Tables     map[string]int64 `json:"tables"` // schema.table → rows (-1: not counted)
+	// Kind is "globals" for a server's roles and tablespaces
+	// (pg_dumpall --globals-only), empty for a database's dump.
+	Kind string `json:"kind,omitempty"`
+	// NoRolePasswords: the backup role is no superuser, so the globals
+	// were dumped without role passwords (restored roles have none).
+	NoRolePasswords bool `json:"no_role_passwords,omitempty"`
 }
 
 // MaxManifest bounds what is read of a manifest from storage.

@@ -3,7 +3,6 @@ package pg
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"net/url"
 	"strconv"
 
@@ -121,6 +120,24 @@ func CreateDatabase(ctx context.Context, c Conn) error {
 	return maintenance(ctx, c, "CREATE DATABASE "+pgx.Identifier{c.Database}.Sanitize())
 }
 
+// SetOwner gives the database c names to role, when that role exists
+// (ok false when it does not: the database is left as it is).
+func SetOwner(ctx context.Context, c Conn, role string) (bool, error) {
+	maint := c
+	maint.Database = "postgres"
+	conn, err := Connect(ctx, maint)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&ok); err != nil || !ok {
+		return false, err
+	}
+	_, err = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{c.Database}.Sanitize()+" OWNER TO "+pgx.Identifier{role}.Sanitize())
+	return err == nil, err
+}
+
 // DropDatabase drops the database c names (used to undo a failed restore
 // into a database that restore itself created).
 func DropDatabase(ctx context.Context, c Conn) error {
@@ -149,10 +166,8 @@ func TryLock(ctx context.Context, c Conn, key string) (*Lock, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	h := fnv.New64a()
-	h.Write([]byte("backupkit:" + key))
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(h.Sum64())).Scan(&ok); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(key)).Scan(&ok); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, false, err
 	}

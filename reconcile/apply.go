@@ -142,6 +142,9 @@ type Runner struct {
 	Now func() time.Time
 	// Version is BackupKit's, for manifests.
 	Version string
+	// Discoverer lists the servers of whole-server entries (nil: the
+	// real one).
+	Discoverer Discoverer
 
 	drills drillServers
 }
@@ -153,23 +156,56 @@ func (r *Runner) now() time.Time {
 	return time.Now()
 }
 
-func (r *Runner) database(name string) *Database {
-	for i := range r.Databases {
-		if r.Databases[i].Name == name {
-			return &r.Databases[i]
-		}
+// Plan surveys the selected entries (discovery, then storage) and plans
+// over what it found. Warnings of the survey come first in the plan; a
+// failed discovery is listed as unobserved.
+func (r *Runner) Plan(ctx context.Context, now time.Time, o PlanOptions) (Plan, Survey) {
+	var s Survey
+	s.Observe(ctx, r.Databases, r.Sinks, r.Discoverer, o.Database)
+	p := MakePlan(s.Databases, s.Obs, now, o)
+	p.Warnings = append(s.Warnings, p.Warnings...)
+	for _, e := range s.Failed {
+		p.Unobserved = append(p.Unobserved, e+" (discovery)")
 	}
-	return nil
+	return p, s
 }
 
 // Apply runs a plan: per database, under its lock, backups first, then
 // its prunes (recomputed from a fresh listing, and only if every backup
 // of that database succeeded), then cleanups. Up to Parallel databases
-// run at once, each bounded by RunTimeout.
+// run at once, each bounded by RunTimeout. A whole-server entry's
+// globals are backed up before its databases, and pruned after them.
 func (r *Runner) Apply(ctx context.Context, p Plan) Report {
+	dbs := map[string]*Database{}
+	all := p.dbs
+	if all == nil {
+		all = r.Databases
+	}
+	for i := range all {
+		dbs[all[i].Name] = &all[i]
+	}
+	var first, then, last []Action
+	for _, a := range p.Actions {
+		switch db := dbs[a.Database]; {
+		case db != nil && db.Role == RoleGlobals && a.Type == ActBackup:
+			first = append(first, a)
+		case db != nil && db.Role == RoleGlobals:
+			last = append(last, a)
+		default:
+			then = append(then, a)
+		}
+	}
+	var rep Report
+	for _, acts := range [][]Action{first, then, last} {
+		rep.Outcomes = append(rep.Outcomes, r.applyActions(ctx, dbs, acts)...)
+	}
+	return rep
+}
+
+func (r *Runner) applyActions(ctx context.Context, dbs map[string]*Database, acts []Action) []Outcome {
 	byDB := map[string][]Action{}
 	var order []string
-	for _, a := range p.Actions {
+	for _, a := range acts {
 		if _, ok := byDB[a.Database]; !ok {
 			order = append(order, a.Database)
 		}
@@ -195,24 +231,30 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 				return
 			}
 			defer func() { <-sem }()
-			results[i] = r.applyDatabase(ctx, db, byDB[db])
+			results[i] = r.applyDatabase(ctx, dbs[db], byDB[db])
 		}()
 	}
 	wg.Wait()
-	var rep Report
+	var out []Outcome
 	for _, res := range results {
-		rep.Outcomes = append(rep.Outcomes, res...)
+		out = append(out, res...)
 	}
-	return rep
+	return out
 }
 
-func (r *Runner) applyDatabase(ctx context.Context, name string, acts []Action) []Outcome {
+func (r *Runner) applyDatabase(ctx context.Context, db *Database, acts []Action) []Outcome {
+	if db == nil {
+		var out []Outcome
+		for _, a := range acts {
+			out = append(out, Outcome{Action: a, Err: fmt.Errorf("database %s is not in the plan's databases", a.Database)})
+		}
+		return out
+	}
 	if r.RunTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, r.RunTimeout, fmt.Errorf("run timeout of %s reached", r.RunTimeout))
 		defer cancel()
 	}
-	db := r.database(name)
 	var backups, prunes, cleanups, drills []Action
 	for _, a := range acts {
 		switch a.Type {
@@ -296,7 +338,9 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 		}
 	}
 	r.event(ctx, Event{Kind: EventStart, Database: db.Name})
-	key := format.Key(db.Name, r.now(), db.Backup.Ext())
+	ext := db.Backup.Ext()
+	ext.SQL = db.Role == RoleGlobals
+	key := format.Key(db.Name, r.now(), ext)
 	targets := make([]repo.Target, len(acts))
 	names := make([]string, len(acts))
 	for i, a := range acts {
@@ -328,6 +372,10 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 		return append(skipped, r.failBackups(ctx, db, acts, start, err)...)
 	}
 	m := r.manifest(db, key, start, dumped)
+	if dumped.NoRolePasswords {
+		r.Log.Warn("globals dumped without role passwords: the backup role is not a superuser (pg_dumpall --no-role-passwords); restored roles will have no password",
+			"database", db.Name, "user", db.Conn.User)
+	}
 	tables, rows := m.TableRows()
 	out := make([]Outcome, len(acts))
 	var dest []string
@@ -371,6 +419,9 @@ func (r *Runner) manifest(db *Database, key string, start time.Time, d exec.Dump
 		m.Encryption, m.Recipients = "age", db.Backup.Recipients.Fingerprints
 	case db.Backup.Password != "":
 		m.Encryption = "aes-256-gcm chunked, " + format.DefaultKDF()
+	}
+	if db.Role == RoleGlobals {
+		m.Kind, m.NoRolePasswords, m.DBName = "globals", d.NoRolePasswords, ""
 	}
 	if a := d.Archive; a != nil {
 		m.PgDumpVersion, m.ServerVersion, m.ArchiveVersion, m.Tables = a.DumpVersion, a.ServerVersion, a.Version, a.Tables()
@@ -439,6 +490,9 @@ func (r *Runner) prune(ctx context.Context, db *Database, prunes []Action, backu
 // prunableNow lists one storage of db and returns the backups retention
 // prunes given what is there now, by key (nil when the listing failed).
 func (r *Runner) prunableNow(ctx context.Context, db *Database, storage string) map[string]repo.Backup {
+	if db.Role == RoleGlobals {
+		return r.globalsPrunableNow(ctx, db, storage)
+	}
 	ob := observeSlot(ctx, r.Sinks[storage], db.Name)
 	if ob.Err != nil {
 		return nil

@@ -98,14 +98,13 @@ func (d *Daemon) Tick(ctx context.Context) Tick {
 		}
 	}
 	d.mu.Unlock()
-	obs := Observe(ctx, r.Databases, r.Sinks, "")
-	p := MakePlan(r.Databases, obs, now, PlanOptions{RunTimeout: r.RunTimeout, Skip: skip})
+	p, survey := r.Plan(ctx, now, PlanOptions{RunTimeout: r.RunTimeout, Skip: skip})
 	var rep Report
 	if !p.Empty() && ctx.Err() == nil {
 		rep = r.Apply(ctx, p)
 	}
 	t := Tick{Time: now, Plan: p, Report: rep, Unobserved: p.Unobserved}
-	t.Statuses = d.statuses(obs, rep, r.now())
+	t.Statuses = d.statuses(survey.Databases, survey.Obs, rep, r.now())
 	if d.OnTick != nil {
 		d.OnTick(ctx, t)
 	}
@@ -128,7 +127,7 @@ func (d *Daemon) policy() *backoff.ExponentialBackOff {
 	return b
 }
 
-func (d *Daemon) statuses(obs Observation, rep Report, now time.Time) []Status {
+func (d *Daemon) statuses(dbs []Database, obs Observation, rep Report, now time.Time) []Status {
 	ran := map[string]bool{}
 	failed := map[string]bool{}
 	succeeded := map[Slot]time.Time{}
@@ -146,8 +145,8 @@ func (d *Daemon) statuses(obs Observation, rep Report, now time.Time) []Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []Status
-	for i := range d.Runner.Databases {
-		db := &d.Runner.Databases[i]
+	for i := range dbs {
+		db := &dbs[i]
 		if failed[db.Name] {
 			b := d.backoff[db.Name]
 			if b == nil {
@@ -173,7 +172,9 @@ func (d *Daemon) statuses(obs Observation, rep Report, now time.Time) []Status {
 			}
 			s.LastSuccess[st] = last
 		}
-		s.Limit = AlertLimit(db, now)
+		if !db.Gone {
+			s.Limit = AlertLimit(db, now)
+		}
 		if s.Limit > 0 {
 			// Never backed up: count from the daemon's start.
 			oldest := s.Oldest()

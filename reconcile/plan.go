@@ -55,6 +55,8 @@ type Plan struct {
 	// backup is due (zero: on demand only), so a plan with nothing to do
 	// can say when there will be.
 	Next []Next
+
+	dbs []Database // what the plan was made over (for Apply)
 }
 
 // Next is when a slot's next backup is due.
@@ -155,17 +157,30 @@ type PlanOptions struct {
 // up when no run timeout bounds the writer that left it.
 const DefaultCleanupAge = 6 * time.Hour
 
+func cleanupAge(o PlanOptions) time.Duration {
+	if o.RunTimeout > 0 {
+		return o.RunTimeout
+	}
+	return DefaultCleanupAge
+}
+
 // MakePlan is the pure planning function of (databases, observation, now).
 func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Plan {
 	p := Plan{Now: now.UTC(), Actions: []Action{}}
-	cleanupAge := o.RunTimeout
-	if cleanupAge <= 0 {
-		cleanupAge = DefaultCleanupAge
-	}
+	cleanupAge := cleanupAge(o)
+	p.dbs = dbs
+	var globals []*Database
 	for i := range dbs {
 		db := &dbs[i]
-		if o.Database != "" && db.Name != o.Database {
+		if !db.Selected(o.Database) {
 			continue
+		}
+		if db.Role == RoleGlobals {
+			globals = append(globals, db) // after its databases: see planGlobals
+			continue
+		}
+		if db.Gone {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s; its backups are kept (the newest forever), none are taken", db.Show(), db.Why))
 		}
 		var backups, prunes, cleanups, drills []Action
 		for _, st := range db.Storages {
@@ -201,7 +216,7 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 			if o.Force {
 				isDue, reason = true, "forced"
 			}
-			if o.Skip[db.Name] && !o.Force {
+			if o.Skip[db.Name] && !o.Force || db.Gone {
 				isDue = false
 			}
 			if isDue {
@@ -215,7 +230,7 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason, Code: code, Forced: o.Force})
 			}
 			prunes = append(prunes, planPrunes(db, st, current, isDue, now)...)
-			if a, ok := planDrill(db, st, current, now); ok {
+			if a, ok := planDrill(db, st, current, now); ok && !db.Gone {
 				drills = append(drills, a)
 			}
 			for _, lo := range ob.Leftovers {
@@ -229,6 +244,9 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 		p.Actions = append(p.Actions, prunes...)
 		p.Actions = append(p.Actions, cleanups...)
 		p.Actions = append(p.Actions, drills...)
+	}
+	for _, g := range globals {
+		planGlobals(&p, g, obs, now, o)
 	}
 	return p
 }

@@ -113,7 +113,7 @@ func Test20DatabasesParallel4HundredTicks(t *testing.T) {
 	stores := map[string]sinks.Sink{"local": sinks.NewLocal("local", root)}
 	clock := time.Date(2026, 11, 25, 0, 0, 30, 0, time.UTC)
 	cnt := &counter{n: map[string]int{}}
-	r := &reconcile.Runner{Databases: cfg, Sinks: stores, Log: quiet(), Parallel: 4, Locker: reconcile.AdvisoryLocker{}, Observer: cnt,
+	r := &reconcile.Runner{Databases: cfg, Sinks: stores, Log: quiet(), Parallel: 4, Locker: &reconcile.AdvisoryLocker{}, Observer: cnt,
 		Now: func() time.Time { return clock }}
 	d := &reconcile.Daemon{Runner: r, Interval: time.Minute}
 

@@ -61,6 +61,56 @@ func Observe(ctx context.Context, s sinks.Sink, db string) ([]Backup, []sinks.Le
 	return backupsOf(objs, db), ownLeftovers(left, db), nil
 }
 
+// Folder is what one database folder holds.
+type Folder struct {
+	Backups   []Backup // newest first
+	Leftovers []sinks.Leftover
+}
+
+// ObservePrefix observes, in one listing, every database folder whose
+// name starts with prefix (the databases an entry discovered: "prod."),
+// by database name. Only folders holding a backup or an own leftover
+// are returned.
+func ObservePrefix(ctx context.Context, s sinks.Sink, prefix string) (map[string]*Folder, error) {
+	var objs []sinks.Object
+	var left []sinks.Leftover
+	var err error
+	if sc, ok := s.(scanner); ok {
+		objs, left, err = sc.Scan(ctx, prefix)
+	} else if objs, err = s.List(ctx, prefix); err == nil {
+		left, err = s.Leftovers(ctx, prefix)
+	}
+	if err != nil {
+		return nil, err
+	}
+	byDB := map[string][]sinks.Object{}
+	for _, o := range objs {
+		if i := strings.IndexByte(o.Key, '/'); i > 0 {
+			byDB[o.Key[:i]] = append(byDB[o.Key[:i]], o)
+		}
+	}
+	out := map[string]*Folder{}
+	for db, os := range byDB {
+		if b := backupsOf(os, db); len(b) > 0 {
+			out[db] = &Folder{Backups: b}
+		}
+	}
+	for _, lo := range left {
+		key, _ := format.IsSumKey(lo.Final)
+		n, ok := format.ParseKey(key)
+		if !ok || !strings.HasPrefix(n.Database, prefix) {
+			continue
+		}
+		f := out[n.Database]
+		if f == nil {
+			f = &Folder{}
+			out[n.Database] = f
+		}
+		f.Leftovers = append(f.Leftovers, lo)
+	}
+	return out, nil
+}
+
 // ownLeftovers keeps the unfinished writes of BackupKit's own: those that
 // were going to create a backup of db or its sidecar. Anyone else's temp
 // files and uploads are foreign, and never cleaned up.

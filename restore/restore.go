@@ -35,6 +35,11 @@ type Options struct {
 	Progress func(n int)
 	Log      *slog.Logger
 
+	// Before, when set, runs once the backup is checked and before the
+	// target is created or touched (restore --globals applies roles
+	// there); its error stops the restore.
+	Before func(ctx context.Context) error
+
 	afterCheck func() // tests: runs between the check pass and the restore
 }
 
@@ -116,11 +121,26 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 		o.log().Info("backup has no checksum, compression or encryption to prove it complete; restoring in one transaction")
 		o.SingleTransaction = true
 	}
+	if o.Before != nil {
+		if err := o.Before(ctx); err != nil {
+			return res, err
+		}
+	}
 	if !t.Exists {
 		if err := pg.CreateDatabase(ctx, o.Target); err != nil {
 			return res, fmt.Errorf("create database %s: %w", o.Target.Database, err)
 		}
 		res.Created = true
+		// A database restore creates is the backup's owner's, as the
+		// source was (when that role exists here: restore --globals).
+		if res.Archive != nil && res.Archive.DatabaseOwner() != "" {
+			owner := res.Archive.DatabaseOwner()
+			if ok, err := pg.SetOwner(ctx, o.Target, owner); err != nil {
+				o.log().Warn("the new database keeps its creator as owner: giving it to the backup's owner failed", "owner", owner, "err", err)
+			} else if !ok {
+				o.log().Info("the backup's database owner does not exist here; the new database keeps its creator as owner", "owner", owner)
+			}
+		}
 	}
 	o.log().Info("restoring", "from", src.Desc, "layers", res.Layers.String(), "database", o.Target.Database)
 	if err := o.restore(ctx, p, res.Checked, spool); err != nil {

@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -124,6 +125,7 @@ func (l *loader) check(c *Config, data cue.Value) {
 			l.add(p+".name", at(p+".name"), "database name %q is already used by databases[%d]; names must be unique", d.Name, j)
 		}
 		dbs[d.Name] = i
+		l.checkDiscover(c, d, i, at)
 		seen := map[string]bool{}
 		for k, s := range d.Backup.Storage {
 			sp := p + ".backup.storage"
@@ -277,4 +279,35 @@ func orNone(names []string) string {
 		return "(no storage is defined)"
 	}
 	return strings.Join(names, ", ")
+}
+
+// checkDiscover: a whole-server entry's connection may leave the
+// database out (discovery connects to "postgres"); any other entry needs
+// it. Patterns must parse, and no other entry may take a name a
+// discovered database would get ("prod.sales" beside a server "prod").
+func (l *loader) checkDiscover(c *Config, d *Database, i int, at func(string) token.Pos) {
+	p := fmt.Sprintf("databases[%d]", i)
+	if d.Discover == nil {
+		if d.Connection.Database == "" {
+			l.add(p+".connection", at(p+".connection"), "connection.database is required (or discover the server's databases with discover: {include: [\"*\"]})")
+		}
+		if d.Globals {
+			l.add(p+".globals", at(p+".globals"), "globals are stored for whole-server entries: add discover (its roles are then restored with restore --globals)")
+		}
+	} else {
+		if d.Connection.Database == "" {
+			d.Connection.Database = "postgres"
+		}
+		for k, pat := range append(append([]string{}, d.Discover.Include...), d.Discover.Exclude...) {
+			if _, err := path.Match(pat, ""); err != nil {
+				l.add(p+".discover", at(p+".discover"), "pattern %d %q is not a valid glob: %v", k, pat, err)
+			}
+		}
+	}
+	for j := range c.Databases {
+		o := &c.Databases[j]
+		if j != i && o.Discover != nil && strings.HasPrefix(d.Name, o.Name+".") {
+			l.add(p+".name", at(p+".name"), "database name %q is taken by the databases databases[%d] (%s) discovers: rename one", d.Name, j, o.Name)
+		}
+	}
 }

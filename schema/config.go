@@ -65,6 +65,15 @@ type Database struct {
 	Backup     Backup     `json:"backup"`
 	Retention  *Retention `json:"retention,omitempty"`
 	Drill      *Drill     `json:"drill,omitempty"`
+	Discover   *Discover  `json:"discover,omitempty"`
+	Globals    bool       `json:"globals"`
+}
+
+// Discover makes a database entry a whole server: the databases whose
+// names match the glob patterns.
+type Discover struct {
+	Include []string `json:"include"`
+	Exclude []string `json:"exclude"`
 }
 
 // Drill says when and how a database's backups are restored and checked.

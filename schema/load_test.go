@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -121,6 +122,10 @@ func TestValidationRules(t *testing.T) {
 		{"encryption needs a password", "storage: local", "storage: local\n      encryption:\n        enabled: true", "databases[0].backup.encryption", 22, "neither password"},
 		{"alert_after duration", "storage: local", "storage: local\n      alert_after: soon", "databases[0].backup.alert_after", 22, "invalid duration"},
 		{"password and password_file", "user: app", "user: app\n      password: x\n      password_file: /etc/hostname", "databases[0].connection.password_file", 20, "not both"},
+		{"database required without discover", "      database: app\n", "", "databases[0].connection", 15, "connection.database is required"},
+		{"globals need discover", "storage: local", "storage: local\n    globals: true", "databases[0].globals", 22, "add discover"},
+		{"discover glob", "storage: local", "storage: local\n    discover: {include: [\"[a-\"]}", "databases[0].discover", 22, "not a valid glob"},
+		{"discovered names are taken", "notifications:", "  - name: app_db.sales\n    type: postgres\n    connection: {host: h, user: u, database: sales}\n    backup: {storage: local}\n  - name: app_db2\n    type: postgres\n    connection: {host: h, user: u}\n    discover: {}\n    backup: {storage: local}\n  - name: app_db2.x\n    type: postgres\n    connection: {host: h, user: u, database: x}\n    backup: {storage: local}\nnotifications:", "databases[3].name", 0, "taken by the databases databases[2]"},
 		{"unreadable secret file", "user: app", "user: app\n      password_file: /nonexistent/secret", "databases[0].connection.password_file", 19, "cannot read secret file"},
 	}
 	for _, c := range cases {
@@ -274,5 +279,21 @@ func TestScheduleThatNeverFiresRejected(t *testing.T) {
 	_, err := LoadWith(write(t, "c.yaml", body), envOf(nil))
 	if err == nil || !strings.Contains(err.Error(), "never fires") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWholeServerEntry(t *testing.T) {
+	body := strings.Replace(base, "      database: app\n", "", 1)
+	body = strings.Replace(body, "      storage: local\n", "      storage: local\n    discover:\n      exclude: [\"template*\", \"*_scratch\"]\n    globals: true\n", 1)
+	cfg, err := LoadWith(write(t, "c.yaml", body), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Databases[0]
+	if d.Discover == nil || !reflect.DeepEqual(d.Discover.Include, []string{"*"}) || len(d.Discover.Exclude) != 2 || !d.Globals {
+		t.Fatalf("discover = %+v, globals = %v", d.Discover, d.Globals)
+	}
+	if d.Connection.Database != "postgres" {
+		t.Errorf("discovery connects to %q, want postgres", d.Connection.Database)
 	}
 }

@@ -64,16 +64,16 @@ func (g *globals) apply(ctx context.Context, o applyOptions) error {
 	if err != nil {
 		return err
 	}
-	obs := reconcile.Observe(ctx, a.dbs, a.stores, o.db)
-	p := reconcile.MakePlan(a.dbs, obs, time.Now(), reconcile.PlanOptions{Database: o.db, Force: o.force, RunTimeout: o.runTimeout})
+	n := newNotifier(g, a.cfg, nil)
+	r := g.runner(a, o.parallel, o.runTimeout, n)
+	p, _ := r.Plan(ctx, time.Now(), reconcile.PlanOptions{Database: a.selection(o.db), Force: o.force, RunTimeout: o.runTimeout})
 	if o.output == "text" {
 		renderPlan(g.stdout, p)
 		if !p.Empty() {
 			fmt.Fprintln(g.stdout)
 		}
 	}
-	n := newNotifier(g, a.cfg, nil)
-	rep := g.runner(a, o.parallel, o.runTimeout, n).Apply(ctx, p)
+	rep := r.Apply(ctx, p)
 	if o.output == "json" {
 		err = writeJSON(g.stdout, struct {
 			envelope
@@ -87,7 +87,7 @@ func (g *globals) apply(ctx context.Context, o applyOptions) error {
 		return err
 	}
 	if n := len(rep.Failed()); n > 0 || len(p.Unobserved) > 0 {
-		return fmt.Errorf("%d action(s) failed, %d storage listing(s) failed", n, len(p.Unobserved))
+		return fmt.Errorf("%d action(s) failed, %d listing(s) failed", n, len(p.Unobserved))
 	}
 	return nil
 }

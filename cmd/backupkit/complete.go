@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/reconcile"
 	"github.com/backupkit/backupkit/repo"
 )
 
@@ -21,8 +22,21 @@ func (g *globals) completeDatabases(cmd *cobra.Command, _ []string, _ string) ([
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	var out []string
+	server := false
 	for _, d := range cfg.Databases {
 		out = append(out, d.Name)
+		server = server || d.Discover != nil
+	}
+	if server { // the databases whole-server entries have backed up
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if a, err := g.open(ctx, ""); err == nil {
+			for _, d := range a.survey(ctx, "").Databases {
+				if d.Entry != "" && d.Role == reconcile.RoleDatabase {
+					out = append(out, d.Show())
+				}
+			}
+		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
@@ -36,11 +50,7 @@ func (g *globals) completeSources(cmd *cobra.Command, _ []string, prefix string)
 	}
 	db, _ := cmd.Flags().GetString("db")
 	out := []string{"latest\tthe newest backup"}
-	for i := range a.dbs {
-		d := &a.dbs[i]
-		if db != "" && d.Name != db {
-			continue
-		}
+	for _, d := range a.survey(ctx, db).Databases {
 		for _, st := range d.Storages {
 			bs, err := repo.List(ctx, a.stores[st], d.Name)
 			if err != nil {

@@ -54,7 +54,7 @@ func (g *globals) open(ctx context.Context, db string) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	if db != "" && cfg.Database(db) == nil {
+	if db != "" && lookup(cfg, db) == nil {
 		return nil, usagef("--db %s: no such database in %s", db, cfg.File)
 	}
 	stores, err := openSinks(ctx, cfg)
@@ -73,6 +73,10 @@ func databasesOf(cfg *schema.Config) []reconcile.Database {
 		out[i].Backup.Dump.BinDir = cfg.PgBinDir
 		if dr := d.Drill; dr != nil {
 			out[i].Drill = drillOf(cfg, d, dr)
+		}
+		if dc := d.Discover; dc != nil {
+			out[i].Discover = &reconcile.Discover{Include: dc.Include, Exclude: dc.Exclude}
+			out[i].Globals = d.Globals
 		}
 		if r := d.Retention; r != nil {
 			out[i].Retention = &reconcile.Retention{KeepLast: r.KeepLast, KeepHourly: r.KeepHourly, KeepDaily: r.KeepDaily,
@@ -151,11 +155,14 @@ func (a *app) pickDatabase(name string) (*schema.Database, error) {
 		if len(a.cfg.Databases) > 1 {
 			return nil, usagef("--db is required: %s configures %d databases", a.cfg.File, len(a.cfg.Databases))
 		}
-		return &a.cfg.Databases[0], nil
+		name = a.cfg.Databases[0].Name
 	}
-	db := a.cfg.Database(name)
+	db := lookup(a.cfg, name)
 	if db == nil {
 		return nil, usagef("--db %s: no such database in %s", name, a.cfg.File)
+	}
+	if db.Discover != nil {
+		return nil, usagef("--db %s is a whole server: name one of its databases, %s.DATABASE (backupkit list --db %s shows them)", name, name, name)
 	}
 	return db, nil
 }
@@ -197,7 +204,7 @@ func errText(err error) string {
 
 func (g *globals) runner(a *app, parallel int, timeout time.Duration, obs reconcile.Observer) *reconcile.Runner {
 	r := &reconcile.Runner{Databases: a.dbs, Sinks: a.stores, Log: g.log, Parallel: parallel, RunTimeout: timeout,
-		Locker: reconcile.AdvisoryLocker{}, Observer: obs, Version: versionString()}
+		Locker: &reconcile.AdvisoryLocker{}, Observer: obs, Version: versionString()}
 	if !g.quiet {
 		r.Progress = g.backupProgress
 	}

@@ -44,13 +44,14 @@ func (g *globals) drill(ctx context.Context, o drillOptions) error {
 		return err
 	}
 	var p reconcile.Plan
-	for i := range a.dbs {
-		d := &a.dbs[i]
-		if o.db != "" && d.Name != o.db {
+	survey := a.survey(ctx, o.db)
+	for i := range survey.Databases {
+		d := &survey.Databases[i]
+		if d.Role != reconcile.RoleDatabase {
 			continue
 		}
 		if d.Drill == nil { // on demand: the source server, no probes
-			d.Drill = drillOf(a.cfg, a.cfg.Database(d.Name), &schemaDrill)
+			d.Drill = drillOf(a.cfg, lookup(a.cfg, d.Name), &schemaDrill)
 		}
 		if o.from != "" {
 			db, err := a.pickDatabase(o.db)
@@ -80,7 +81,9 @@ func (g *globals) drill(ctx context.Context, o drillOptions) error {
 	if len(p.Actions) == 0 {
 		return fmt.Errorf("no backup to drill")
 	}
-	rep := g.runner(a, 1, 0, newNotifier(g, a.cfg, nil)).Apply(ctx, p)
+	r := g.runner(a, 1, 0, newNotifier(g, a.cfg, nil))
+	r.Databases = survey.Databases
+	rep := r.Apply(ctx, p)
 	failed := len(rep.Failed())
 	if o.output == "json" {
 		if err := writeJSON(g.stdout, struct {

@@ -116,12 +116,15 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 	entries := []listEntry{}
 	var errs []error
 	now := time.Now()
-	for i := range a.dbs {
-		d := &a.dbs[i]
-		if o.db != "" && d.Name != o.db {
-			continue
-		}
+	survey := a.survey(ctx, o.db)
+	errs = append(errs, surveyErrors(survey)...)
+	for i := range survey.Databases {
+		d := &survey.Databases[i]
 		for _, st := range d.Storages {
+			if ob := survey.Obs[reconcile.Slot{Database: d.Name, Storage: st}]; ob != nil && ob.Err != nil && d.Entry != "" {
+				errs = append(errs, fmt.Errorf("%s/%s: %w", d.Show(), st, ob.Err))
+				continue
+			}
 			bs, err := repo.List(ctx, a.stores[st], d.Name)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s/%s: %w", d.Name, st, err))
@@ -129,7 +132,7 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 			}
 			kept := reconcile.KeptBy(d, bs, now)
 			for j, b := range bs {
-				le := listEntry{ID: format.ID(b.Key), Database: d.Name, Storage: st, Key: b.Key, Time: b.Time, Size: b.Size, KeptBy: kept[j], hasSum: b.HasChecksum}
+				le := listEntry{ID: format.ID(b.Key), Database: d.Show(), Storage: st, Key: b.Key, Time: b.Time, Size: b.Size, KeptBy: kept[j], hasSum: b.HasChecksum}
 				if le.KeptBy == nil {
 					le.KeptBy = []string{}
 				}
@@ -180,4 +183,13 @@ func (g *globals) list(ctx context.Context, o listOptions) error {
 	tw.Flush()
 	fmt.Fprintf(g.stdout, "%d backup(s)\n", len(entries))
 	return errors.Join(errs...)
+}
+
+// surveyErrors are the entries whose survey failed.
+func surveyErrors(s reconcile.Survey) []error {
+	var out []error
+	for _, w := range s.Warnings {
+		out = append(out, errors.New(w))
+	}
+	return out
 }

@@ -57,8 +57,7 @@ func (g *globals) plan(cmd *cobra.Command, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	obs := reconcile.Observe(cmd.Context(), a.dbs, a.stores, o.db)
-	p := reconcile.MakePlan(a.dbs, obs, now, reconcile.PlanOptions{Database: o.db, RunTimeout: o.runTimeout})
+	p, _ := g.runner(a, 0, 0, nil).Plan(cmd.Context(), now, reconcile.PlanOptions{Database: a.selection(o.db), RunTimeout: o.runTimeout})
 	if o.output == "json" {
 		err = writeJSON(g.stdout, planJSON(p))
 	} else {
@@ -68,7 +67,7 @@ func (g *globals) plan(cmd *cobra.Command, o planOptions) error {
 		return err
 	}
 	if len(p.Unobserved) > 0 {
-		return fmt.Errorf("%d storage listing(s) failed: %s", len(p.Unobserved), strings.Join(p.Unobserved, ", "))
+		return fmt.Errorf("%d listing(s) failed: %s", len(p.Unobserved), strings.Join(p.Unobserved, ", "))
 	}
 	if o.detailed && !p.Empty() {
 		return exitCodeError{2}
@@ -79,6 +78,7 @@ func (g *globals) plan(cmd *cobra.Command, o planOptions) error {
 type actionJSON struct {
 	Type        reconcile.ActionType `json:"type"`
 	Database    string               `json:"database"`
+	Shown       string               `json:"database_shown,omitempty"` // a discovered database's name decoded, when it differs`
 	Storage     string               `json:"storage"`
 	Key         string               `json:"key,omitempty"`
 	Reason      string               `json:"reason"`
@@ -103,6 +103,9 @@ func planJSON(p reconcile.Plan) planDoc {
 	d := planDoc{envelope: v1, Now: p.Now, Actions: make([]actionJSON, len(p.Actions)), Warnings: p.Warnings, Unobserved: p.Unobserved}
 	for i, a := range p.Actions {
 		d.Actions[i] = actionOf(a)
+		if s := p.Show(a.Database); s != a.Database {
+			d.Actions[i].Shown = s
+		}
 	}
 	return d
 }
@@ -111,7 +114,7 @@ func renderPlan(w io.Writer, p reconcile.Plan) {
 	for _, a := range p.Actions {
 		switch a.Type {
 		case reconcile.ActBackup:
-			fmt.Fprintf(w, "+ backup %s → %s (%s)\n", a.Database, a.Storage, a.Reason)
+			fmt.Fprintf(w, "+ backup %s → %s (%s)\n", p.Show(a.Database), a.Storage, a.Reason)
 		case reconcile.ActPrune:
 			fmt.Fprintf(w, "- prune %s:%s (%s)\n", a.Storage, a.Key, a.Reason)
 		case reconcile.ActCleanup:

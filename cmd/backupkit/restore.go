@@ -18,7 +18,7 @@ type restoreOptions struct {
 	db, from, to, tempDir, output string
 	clean, strict, allowSQL       bool
 	single, allowUnencrypted      bool
-	force                         bool
+	force, globals                bool
 	jobs                          int
 }
 
@@ -42,6 +42,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.single, "single-transaction", false, "restore in one transaction: all or nothing")
 	f.BoolVar(&o.allowUnencrypted, "allow-unencrypted", false, "accept an unencrypted backup although the config encrypts (its bytes cannot be authenticated)")
 	f.BoolVar(&o.force, "force", false, "allow --clean over the configured database without asking, and restoring into postgres, template0 or template1")
+	f.BoolVar(&o.globals, "globals", false, "first create the roles, memberships and tablespaces stored with the backup's cycle (whole-server entries with globals: true); existing roles are left alone, or with --clean altered to match (never dropped)")
 	f.IntVar(&o.jobs, "jobs", 1, "parallel pg_restore jobs (spools the decoded archive to --temp-dir)")
 	f.StringVar(&o.tempDir, "temp-dir", "", "folder for the --jobs spool file (created 0700; default the system temp folder)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
@@ -73,11 +74,23 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 	if o.to != "" {
 		ro.Target.Database = o.to
 	}
+	var gres *restore.GlobalsResult
+	if o.globals {
+		if ro.Before, err = g.globalsStep(ctx, db, src, ro.Check, o.clean, &gres); err != nil {
+			if errors.Is(err, restore.ErrBadSource) {
+				return usageError{err}
+			}
+			return err
+		}
+	}
 	if p := g.progress("restore "+ro.Target.Database, 0); p != nil {
 		defer p(-1)
 		ro.Progress = p
 	}
 	res, err := restore.Run(ctx, src, ro)
+	if gres != nil && o.output == "text" {
+		renderGlobals(g, gres)
+	}
 	if err != nil {
 		if errors.Is(err, restore.ErrUsage) {
 			return usageError{err}
@@ -87,13 +100,14 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 	if o.output == "json" {
 		return writeJSON(g.stdout, struct {
 			envelope
-			From       string `json:"from"`
-			Database   string `json:"database"`
-			Layers     string `json:"layers"`
-			Created    bool   `json:"created"`
-			Entries    int    `json:"archive_entries"`
-			DurationMS int64  `json:"duration_ms"`
-		}{v1, src.Desc, ro.Target.Database, res.Layers.String(), res.Created, res.Entries, res.Duration.Milliseconds()})
+			From       string                 `json:"from"`
+			Database   string                 `json:"database"`
+			Layers     string                 `json:"layers"`
+			Created    bool                   `json:"created"`
+			Entries    int                    `json:"archive_entries"`
+			DurationMS int64                  `json:"duration_ms"`
+			Globals    *restore.GlobalsResult `json:"globals,omitempty"`
+		}{v1, src.Desc, ro.Target.Database, res.Layers.String(), res.Created, res.Entries, res.Duration.Milliseconds(), gres})
 	}
 	fmt.Fprintf(g.stdout, "restored %s into %s (%s) in %s\n", src.Desc, ro.Target.Database, res.Layers, res.Duration.Round(time.Millisecond))
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backupkit/backupkit/reconcile"
 	"io"
 	"strconv"
 	"strings"
@@ -114,6 +115,9 @@ func (g *globals) checkSetup(ctx context.Context, a *app, c *checklist, notify b
 		} else {
 			c.ok("database %s: reachable, PostgreSQL %d; dumped with pg_dump %d (%s)", db.Name, v, cl.Major, cl.Path)
 		}
+		if db.Discover != nil {
+			g.checkServer(ctx, db, c)
+		}
 	}
 	g.checkAge(a, c)
 	used := map[string]bool{}
@@ -209,5 +213,36 @@ func (g *globals) checkAge(a *app, c *checklist) {
 			continue
 		}
 		c.ok("database %s: age to %d recipient(s); a probe decrypts with identity_file", d.Name, e.AgeRecipients.Len())
+	}
+}
+
+// checkServer reports what a whole-server entry discovers, and whether
+// its globals will carry role passwords.
+func (g *globals) checkServer(ctx context.Context, db *reconcile.Database, c *checklist) {
+	srv, err := pg.Discover(ctx, db.Conn)
+	if err != nil {
+		c.fail("the backup role must be able to read pg_database", "database %s: discovery failed: %v", db.Name, err)
+		return
+	}
+	var match []string
+	for _, n := range srv.Databases {
+		if db.Discover.Match(n) {
+			match = append(match, n)
+		}
+	}
+	shown := match
+	if len(shown) > 10 {
+		shown = append(shown[:10:10], "…")
+	}
+	c.ok("database %s: whole server, %d of %d databases match: %s", db.Name, len(match), len(srv.Databases), strings.Join(shown, ", "))
+	if !db.Globals {
+		return
+	}
+	if su, err := pg.Superuser(ctx, db.Conn); err != nil {
+		c.fail("the backup role must be able to read pg_roles", "database %s: globals: %v", db.Name, err)
+	} else if !su {
+		c.ok("database %s: globals without role passwords (%s is not a superuser; restored roles get no password)", db.Name, db.Conn.User)
+	} else {
+		c.ok("database %s: globals with role passwords (%s is a superuser)", db.Name, db.Conn.User)
 	}
 }
