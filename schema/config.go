@@ -55,6 +55,7 @@ type S3 struct {
 	CreateBucket   bool   `json:"create_bucket"`
 	PartSizeMiB    int    `json:"part_size_mib"`
 	Concurrency    int    `json:"concurrency"`
+	MaxParts       int    `json:"max_parts"`
 }
 
 // Database is one PostgreSQL database to back up.

@@ -45,6 +45,11 @@ type S3Options struct {
 	// (default 2). Memory ≈ part size × (concurrency + 1).
 	PartSize    int64
 	Concurrency int
+	// MaxParts is the provider's limit on parts per upload (default and
+	// at most 10,000, S3's; some S3-compatible providers allow 1,000).
+	// Parts grow every MaxParts×8% parts, so the upload fits whatever
+	// the limit: 1.03 TiB in 10,000 parts, 105 GiB in 1,000, at 16 MiB.
+	MaxParts int
 	// CreateBucket creates the bucket when it does not exist yet (a fresh
 	// MinIO next to the sidecar); off, a missing bucket is an error.
 	CreateBucket bool
@@ -61,10 +66,10 @@ type S3 struct {
 var _ Sink = (*S3)(nil)
 
 const (
-	maxAttempts   = 4 // per request, the SDK's standard retryer
-	minPartSize   = 5 << 20
-	maxParts      = 10000
-	partGrowEvery = 800
+	maxAttempts = 4 // per request, the SDK's standard retryer
+	minPartSize = 5 << 20
+	maxParts    = 10000
+	maxPartSize = 5 << 30
 )
 
 // NewS3 builds an S3 sink. It does not contact the server.
@@ -77,6 +82,9 @@ func NewS3(ctx context.Context, name string, o S3Options) (*S3, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 2
+	}
+	if o.MaxParts <= 0 || o.MaxParts > maxParts {
+		o.MaxParts = maxParts
 	}
 	if o.StorageClass == "" {
 		o.StorageClass = "STANDARD"
@@ -138,7 +146,8 @@ func (s *S3) relKey(obj string) (string, bool) {
 
 // partSize is the size of part n (1-based).
 func (s *S3) partSize(n int) int64 {
-	return s.opt.PartSize * int64(1+(n-1)/partGrowEvery)
+	every := max(1, s.opt.MaxParts*8/100)
+	return min(maxPartSize, s.opt.PartSize*int64(1+(n-1)/every))
 }
 
 // Put implements Sink: a single PutObject for a stream shorter than one
@@ -245,8 +254,8 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 	var readErr error
 loop:
 	for n := 1; ; n++ {
-		if n > maxParts {
-			readErr = fmt.Errorf("stream exceeds %d parts", maxParts)
+		if n > s.opt.MaxParts {
+			readErr = fmt.Errorf("stream exceeds %d parts (max_parts): raise part_size_mib", s.opt.MaxParts)
 			break
 		}
 		total += int64(len(buf))

@@ -126,7 +126,7 @@ func openSinks(ctx context.Context, cfg *schema.Config) (map[string]sinks.Sink, 
 				Bucket: c.Bucket, Region: c.Region, Prefix: c.Prefix, Endpoint: c.Endpoint,
 				ForcePathStyle: c.ForcePathStyle, StorageClass: c.StorageClass, Checksum: c.Checksum,
 				AccessKey: c.AccessKey.Reveal(), SecretKey: c.SecretKey.Reveal(),
-				PartSize: int64(c.PartSizeMiB) << 20, Concurrency: c.Concurrency, CreateBucket: c.CreateBucket,
+				PartSize: int64(c.PartSizeMiB) << 20, Concurrency: c.Concurrency, MaxParts: c.MaxParts, CreateBucket: c.CreateBucket,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("storage %s: %w", s.Name, err)
