@@ -175,6 +175,7 @@ func main() {
 		}
 	}
 	report(rowsOut, ref)
+	targets(rowsOut)
 }
 
 func must(err error) {

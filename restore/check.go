@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/format"
@@ -42,6 +41,8 @@ type CheckOptions struct {
 	// Target, when set, is the major version of the server restored into:
 	// the pg_restore chosen must talk to it (0: any that reads the archive).
 	Target int
+
+	progress func(n int) // stored bytes read (a spooled restore's progress)
 }
 
 // Checked is what the check pass proved about a backup.
@@ -56,22 +57,25 @@ type Checked struct {
 	// Tool is the pg_restore chosen for the archive and the target.
 	Tool     exec.Client
 	Warnings []string
-	spool    string
 }
 
 // check is the first pass: it reads every stored byte (checking the
 // recorded SHA-256), decrypts and authenticates every chunk, decompresses
 // to the end, and has pg_restore read the archive's table of contents, or
 // checks SQL text is a pg_dump plain dump. With spool set it also writes
-// the decoded archive there, for pg_restore --jobs. Nothing is touched.
-func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spool *os.File) (Checked, error) {
+// the decoded archive there, for the restore to read. Nothing is touched.
+func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spool *spoolWriter) (Checked, error) {
 	var c Checked
 	rc, err := p.Open(ctx)
 	if err != nil {
 		return c, err
 	}
 	defer rc.Close()
-	counted := &countReader{r: rc}
+	var stored io.Reader = rc
+	if o.progress != nil {
+		stored = progressReader{rc, o.progress}
+	}
+	counted := &countReader{r: stored}
 	dec, err := format.Decode(counted, o.Keys)
 	if errors.Is(err, format.ErrNeedIdentity) && o.IdentityErr != nil {
 		err = fmt.Errorf("%w: %w", err, o.IdentityErr)
@@ -87,7 +91,7 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 	br := bufio.NewReaderSize(dec, 64<<10)
 	decoded := &countReader{r: br}
 	var r io.Reader = decoded
-	if spool != nil {
+	if spool != nil && c.Layers.Kind == format.KindCustom {
 		r = io.TeeReader(decoded, spool)
 	}
 	switch c.Layers.Kind {
@@ -104,9 +108,9 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 			return c, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		c.Archive, c.Entries, err = checkArchive(ctx, c.Tool.Path, r)
-		if err == nil && spool != nil {
-			// Tell pg_restore --jobs where each block is.
-			err = format.PatchOffsets(spool, c.Archive)
+		if f := spool.file(); err == nil && f != nil {
+			// Tell pg_restore where each block is (--jobs seeks to them).
+			err = format.PatchOffsets(f, c.Archive)
 		}
 	default:
 		err = checkSQL(r)

@@ -31,6 +31,14 @@ func TestRestoreReadsTheBytesItChecked(t *testing.T) {
 		return buf.Bytes()
 	}
 	checked, other := dump("checked"), dump("swapped in")
+	for _, noSpool := range []bool{false, true} {
+		t.Run(map[bool]string{false: "spooled", true: "read twice"}[noSpool], func(t *testing.T) {
+			restoreSwapped(t, p, checked, other, noSpool)
+		})
+	}
+}
+
+func restoreSwapped(t *testing.T, p testenv.PG, checked, other []byte, noSpool bool) {
 	root := t.TempDir()
 	s := sinks.NewLocal("local", root)
 	key := format.Key("app", time.Now().Add(-time.Minute), format.Ext{Compression: format.Gzip})
@@ -45,7 +53,7 @@ func TestRestoreReadsTheBytesItChecked(t *testing.T) {
 	t.Cleanup(func() { p.DropDB(target) })
 	swapped := false
 	o := Options{Target: pg.Conn{Host: p.Host, Port: p.Port, User: p.User, Database: target},
-		Check: CheckOptions{Compression: format.Gzip},
+		Check: CheckOptions{Compression: format.Gzip}, NoSpool: noSpool,
 		afterCheck: func() {
 			// Replace the file (and its sidecar) by another valid backup.
 			tmp := filepath.Join(root, "swap")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/backupkit/backupkit/exec"
@@ -24,8 +25,11 @@ type Options struct {
 	Clean             bool
 	SingleTransaction bool
 	Jobs              int
-	// TempDir is where --jobs spools the decoded archive (created 0700).
+	// TempDir is where the decoded archive is spooled (created 0700).
 	TempDir string
+	// NoSpool reads the backup a second time for a one-job restore
+	// instead of spooling the decoded archive.
+	NoSpool bool
 	// Force allows restoring into postgres, template0 or template1.
 	Force bool
 	// Tool is the pg_restore to run ("" = the one the check pass chose for
@@ -88,15 +92,27 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	}
 	defer p.Close()
 
-	var spool *os.File
-	if o.Jobs > 1 {
-		if spool, err = newSpool(o.TempDir); err != nil {
+	// The decoded archive is spooled for the restore to read: required
+	// for --jobs, and for one job whenever the disk has room, so the
+	// restore reads the very bytes the check authenticated, decoded once.
+	var spool *spoolWriter
+	if o.Jobs > 1 || !o.NoSpool && !src.Name.Ext.SQL {
+		f, err := newSpool(o.TempDir)
+		switch {
+		case err == nil:
+			defer os.Remove(f.Name())
+			defer f.Close()
+			spool = &spoolWriter{f: f, required: o.Jobs > 1}
+		case o.Jobs > 1:
 			return res, err
+		default:
+			o.log().Info("reading the backup twice: no spool", "err", err)
 		}
-		defer os.Remove(spool.Name())
-		defer spool.Close()
 	}
 	o.log().Info("checking backup", "from", src.Desc)
+	if spool != nil {
+		o.Check.progress = o.Progress // the restore itself reads the spool
+	}
 	res.Checked, err = check(ctx, src, p, o.Check, spool)
 	if err != nil {
 		return res, err
@@ -110,10 +126,8 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	if res.Layers.Kind == format.KindSQL && o.Jobs > 1 {
 		return res, fmt.Errorf("%w: --jobs needs a pg_dump archive; this backup is SQL text", ErrRefused)
 	}
-	if spool != nil {
-		if err := spool.Sync(); err != nil {
-			return res, fmt.Errorf("spool for --jobs: %w", err)
-		}
+	if spool != nil && spool.gaveUp {
+		o.log().Info("not enough free space to spool the archive; the restore reads the backup again", "dir", filepath.Dir(spool.f.Name()))
 	}
 	if !res.Layers.Encrypted() && res.Layers.Compression == format.None && p.SHA256 == "" && o.Jobs <= 1 && !o.SingleTransaction {
 		// Nothing in these bytes proves they are complete: make the
@@ -143,7 +157,7 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 		}
 	}
 	o.log().Info("restoring", "from", src.Desc, "layers", res.Layers.String(), "database", o.Target.Database)
-	if err := o.restore(ctx, p, res.Checked, spool); err != nil {
+	if err := o.restore(ctx, p, res.Checked, spool.file()); err != nil {
 		return res, o.failed(ctx, err, res.Created)
 	}
 	res.Duration = time.Since(start)

@@ -25,9 +25,74 @@ func newSpool(dir string) (*os.File, error) {
 	SweepSpools(dir)
 	f, err := os.CreateTemp(dir, spoolPrefix+strconv.Itoa(os.Getpid())+"-*.dump")
 	if err != nil {
-		return nil, fmt.Errorf("spool for --jobs in %s: %w", dir, err)
+		return nil, fmt.Errorf("spool in %s: %w", dir, err)
 	}
 	return f, nil
+}
+
+// spoolWriter writes the decoded archive to a spool file during the check
+// pass, so the restore reads the very bytes the check authenticated and
+// nothing is decoded twice. An optional spool (one job) is given up, not
+// failed, when the file system would keep less than a reserve free: the
+// restore then reads the backup again instead. A required one (--jobs)
+// fails the restore.
+type spoolWriter struct {
+	f        *os.File
+	required bool
+	written  int64
+	checked  int64 // written when free space was last checked
+	gaveUp   bool
+}
+
+// spoolCheckEvery is how often free space is checked while spooling.
+const spoolCheckEvery = 64 << 20
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	if w.gaveUp {
+		return len(p), nil
+	}
+	if !w.required && (w.written == 0 || w.written-w.checked >= spoolCheckEvery) {
+		w.checked = w.written
+		if !roomFor(w.f.Name(), spoolCheckEvery) {
+			w.giveUp()
+			return len(p), nil
+		}
+	}
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if err != nil {
+		if !w.required {
+			w.giveUp()
+			return len(p), nil
+		}
+		return n, fmt.Errorf("spool for --jobs: %w", err)
+	}
+	return n, nil
+}
+
+func (w *spoolWriter) giveUp() {
+	w.gaveUp = true
+	w.f.Truncate(0)
+}
+
+// file is the spool, when it holds the whole archive.
+func (w *spoolWriter) file() *os.File {
+	if w == nil || w.gaveUp {
+		return nil
+	}
+	return w.f
+}
+
+// roomFor reports whether the file system of path has n bytes free and
+// still keeps a reserve (5% of it, at least 256 MiB) for everyone else.
+func roomFor(path string, n int64) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return false
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	reserve := max(256<<20, int64(st.Blocks)*int64(st.Bsize)/20)
+	return free-n >= reserve
 }
 
 // SweepSpools removes spool files in dir whose process no longer runs

@@ -18,7 +18,7 @@ type restoreOptions struct {
 	db, from, to, tempDir, output string
 	clean, strict, allowSQL       bool
 	single, allowUnencrypted      bool
-	force, globals                bool
+	force, globals, noSpool       bool
 	jobs                          int
 }
 
@@ -44,7 +44,8 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.force, "force", false, "allow --clean over the configured database without asking, and restoring into postgres, template0 or template1")
 	f.BoolVar(&o.globals, "globals", false, "first create the roles, memberships and tablespaces stored with the backup's cycle (whole-server entries with globals: true); existing roles are left alone, or with --clean altered to match (never dropped)")
 	f.IntVar(&o.jobs, "jobs", 1, "parallel pg_restore jobs (spools the decoded archive to --temp-dir)")
-	f.StringVar(&o.tempDir, "temp-dir", "", "folder for the --jobs spool file (created 0700; default the system temp folder)")
+	f.StringVar(&o.tempDir, "temp-dir", "", "folder for the spool of the decoded archive (created 0700; default the system temp folder)")
+	f.BoolVar(&o.noSpool, "no-spool", false, "one job: read the backup twice (check, then restore) instead of spooling the decoded archive to --temp-dir")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -69,7 +70,7 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 		return err
 	}
 	ro := restore.Options{Target: connOf(db.Connection), Check: checkOptions(g.cfg, db), Clean: o.clean, SingleTransaction: o.single,
-		Jobs: o.jobs, TempDir: o.tempDir, Force: o.force, Log: g.log}
+		Jobs: o.jobs, TempDir: o.tempDir, NoSpool: o.noSpool, Force: o.force, Log: g.log}
 	ro.Check.Strict, ro.Check.AllowSQL, ro.Check.AllowUnencrypted = o.strict, o.allowSQL, o.allowUnencrypted
 	if o.to != "" {
 		ro.Target.Database = o.to
