@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/backupkit/backupkit/format"
 )
 
 var (
@@ -305,7 +307,7 @@ func bkBackup(bin, cfg, db, root string) result {
 	r := run(bin, "", "backup", "-c", cfg, "--db", db)
 	entries, _ = os.ReadDir(dbDir)
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".sha256") {
+		if _, ok := format.ParseKey(db + "/" + e.Name()); ok {
 			if fi, err := e.Info(); err == nil {
 				r.bytes = fi.Size()
 			}

@@ -416,6 +416,19 @@ func (a *archReader) chunks(compression string, rows bool) (int64, error) {
 		if n < 0 || n > maxChunk {
 			return -1, a.fail("a data chunk of %d bytes", n)
 		}
+		for n > 0 && pw == nil {
+			// Read in place: no copy out of the buffer.
+			p, err := a.r.Peek(int(min(n, int64(a.r.Size()))))
+			if len(p) == 0 && err != nil {
+				return -1, a.eof(err)
+			}
+			if count {
+				lines.Write(p)
+			}
+			a.r.Discard(len(p))
+			a.pos += int64(len(p))
+			n -= int64(len(p))
+		}
 		for n > 0 {
 			k := int(min(n, int64(len(buf))))
 			if err := a.full(buf[:k]); err != nil {
@@ -463,12 +476,10 @@ func (c *copyLines) Write(p []byte) (int, error) {
 		if i >= 0 {
 			part = p[:i]
 		}
-		for _, b := range part {
-			if c.n < len(c.line) {
-				c.line[c.n] = b
-			}
-			c.n++
+		if c.n < len(c.line) {
+			copy(c.line[c.n:], part)
 		}
+		c.n += len(part)
 		if i < 0 {
 			break
 		}

@@ -498,8 +498,9 @@ func (r *Runner) prunableNow(ctx context.Context, db *Database, storage string) 
 		return nil
 	}
 	out := map[string]repo.Backup{}
-	for _, b := range prunable(db, repo.Usable(ob.Backups, r.now()), nil) {
-		out[b.Key] = b
+	usable := repo.Usable(ob.Backups, r.now())
+	for _, i := range prunable(db, usable, nil) {
+		out[usable[i].Key] = usable[i]
 	}
 	return out
 }

@@ -155,10 +155,8 @@ func (p Plan) Show(name string) string {
 
 // database returns the plan's database of that name.
 func (p Plan) database(name string) *Database {
-	for i := range p.dbs {
-		if p.dbs[i].Name == name {
-			return &p.dbs[i]
-		}
+	if i, ok := p.index[name]; ok {
+		return &p.dbs[i]
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,7 +57,8 @@ type Plan struct {
 	// can say when there will be.
 	Next []Next
 
-	dbs []Database // what the plan was made over (for Apply)
+	dbs   []Database     // what the plan was made over (for Apply)
+	index map[string]int // dbs by name
 }
 
 // Next is when a slot's next backup is due.
@@ -168,7 +170,10 @@ func cleanupAge(o PlanOptions) time.Duration {
 func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Plan {
 	p := Plan{Now: now.UTC(), Actions: []Action{}}
 	cleanupAge := cleanupAge(o)
-	p.dbs = dbs
+	p.dbs, p.index = dbs, make(map[string]int, len(dbs))
+	for i := range dbs {
+		p.index[dbs[i].Name] = i
+	}
 	var globals []*Database
 	for i := range dbs {
 		db := &dbs[i]
@@ -229,7 +234,7 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 				}
 				backups = append(backups, Action{Type: ActBackup, Database: db.Name, Storage: st, Reason: reason, Code: code, Forced: o.Force})
 			}
-			prunes = append(prunes, planPrunes(db, st, current, isDue, now)...)
+			prunes = planPrunes(prunes, db, st, current, isDue, now)
 			if a, ok := planDrill(db, st, current, now); ok && !db.Gone {
 				drills = append(drills, a)
 			}
@@ -241,7 +246,11 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 			}
 		}
 		p.Actions = append(p.Actions, backups...)
-		p.Actions = append(p.Actions, prunes...)
+		if len(p.Actions) == 0 {
+			p.Actions = prunes // 100,000 prunes are not copied
+		} else {
+			p.Actions = append(p.Actions, prunes...)
+		}
 		p.Actions = append(p.Actions, cleanups...)
 		p.Actions = append(p.Actions, drills...)
 	}
@@ -282,38 +291,41 @@ func planDrill(db *Database, st string, current []repo.Backup, now time.Time) (A
 // for no further prunes; the prunes only that backup licenses are marked
 // conditional. Apply recomputes every prune from a fresh listing under the
 // database's lock, so a backup that was not taken never licenses one.
-func planPrunes(db *Database, st string, current []repo.Backup, withNew bool, now time.Time) []Action {
+func planPrunes(out []Action, db *Database, st string, current []repo.Backup, withNew bool, now time.Time) []Action {
 	if db.Retention == nil || len(current) == 0 {
-		return nil
-	}
-	reason := "not kept by " + policy(db.Retention)
-	anyway := map[string]bool{}
-	var out []Action
-	for _, b := range prunable(db, current, nil) {
-		anyway[b.Key] = true
-		if !withNew {
-			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason, Code: "retention"})
-		}
-	}
-	if !withNew {
 		return out
 	}
-	for _, b := range prunable(db, current, &now) {
-		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: b.Key, Reason: reason, Code: "retention"}
-		if !anyway[b.Key] {
-			a.Conditional = true
-			a.Reason += "; after the backup succeeds"
+	reason := "not kept by " + policy(db.Retention)
+	anyway := prunable(db, current, nil)
+	if !withNew {
+		out = slices.Grow(out, len(anyway))
+		for _, i := range anyway {
+			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: current[i].Key, Reason: reason, Code: "retention"})
+		}
+		return out
+	}
+	pruned := make([]bool, len(current))
+	for _, i := range anyway {
+		pruned[i] = true
+	}
+	after := prunable(db, current, &now)
+	out = slices.Grow(out, len(after))
+	conditional := reason + "; after the backup succeeds"
+	for _, i := range after {
+		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: current[i].Key, Reason: reason, Code: "retention"}
+		if !pruned[i] {
+			a.Conditional, a.Reason = true, conditional
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
-// prunable returns the backups of current (usable, newest first) that
-// retention does not keep. With planned set, a backup at that time counts
-// as the newest; without it, current[0] is the newest complete backup and
-// is never prunable.
-func prunable(db *Database, current []repo.Backup, planned *time.Time) []repo.Backup {
+// prunable returns the indices of the backups of current (usable, newest
+// first) that retention does not keep. With planned set, a backup at that
+// time counts as the newest; without it, current[0] is the newest
+// complete backup and is never prunable.
+func prunable(db *Database, current []repo.Backup, planned *time.Time) []int {
 	times := make([]time.Time, 0, len(current)+1)
 	if planned != nil {
 		times = append(times, *planned)
@@ -325,12 +337,12 @@ func prunable(db *Database, current []repo.Backup, planned *time.Time) []repo.Ba
 	if planned != nil {
 		kept = kept[1:]
 	}
-	var out []repo.Backup
-	for i, b := range current {
+	var out []int
+	for i := range current {
 		if len(kept[i]) > 0 || (i == 0 && planned == nil) {
 			continue // kept by a rule, or the newest complete backup
 		}
-		out = append(out, b)
+		out = append(out, i)
 	}
 	return out
 }

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,10 +155,10 @@ func backupsOf(objs []sinks.Object, db string) []Backup {
 			continue
 		}
 		d := drills[o.Key]
-		sort.Slice(d, func(i, j int) bool { return d[i].Time.After(d[j].Time) })
+		slices.SortFunc(d, func(a, b format.DrillMark) int { return b.Time.Compare(a.Time) })
 		out = append(out, Backup{Name: n, Key: o.Key, Size: o.Size, HasChecksum: sums[o.Key], HasManifest: manifests[o.Key], Drills: d})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	slices.SortFunc(out, func(a, b Backup) int { return b.Time.Compare(a.Time) })
 	return out
 }
 
@@ -166,6 +166,11 @@ func backupsOf(objs []sinks.Object, db string) []Backup {
 // dated after now (clock skew) is kept but never counts as the newest,
 // for schedules, retention or restore.
 func Usable(bs []Backup, now time.Time) []Backup {
+	// Without future-dated ones, bs is the answer (shared, not copied:
+	// callers do not modify it).
+	if !slices.ContainsFunc(bs, func(b Backup) bool { return b.Time.After(now) }) {
+		return bs
+	}
 	out := make([]Backup, 0, len(bs))
 	for _, b := range bs {
 		if !b.Time.After(now) {

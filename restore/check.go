@@ -91,8 +91,12 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 	br := bufio.NewReaderSize(dec, 64<<10)
 	decoded := &countReader{r: br}
 	var r io.Reader = decoded
-	if spool != nil && c.Layers.Kind == format.KindCustom {
+	switch {
+	case spool == nil:
+	case c.Layers.Kind == format.KindCustom:
 		r = io.TeeReader(decoded, spool)
+	default:
+		spool.giveUp() // SQL text goes to psql from the backup itself
 	}
 	switch c.Layers.Kind {
 	case format.KindCustom:

@@ -126,7 +126,7 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	if res.Layers.Kind == format.KindSQL && o.Jobs > 1 {
 		return res, fmt.Errorf("%w: --jobs needs a pg_dump archive; this backup is SQL text", ErrRefused)
 	}
-	if spool != nil && spool.gaveUp {
+	if spool != nil && spool.gaveUp && res.Layers.Kind == format.KindCustom {
 		o.log().Info("not enough free space to spool the archive; the restore reads the backup again", "dir", filepath.Dir(spool.f.Name()))
 	}
 	if !res.Layers.Encrypted() && res.Layers.Compression == format.None && p.SHA256 == "" && o.Jobs <= 1 && !o.SingleTransaction {

@@ -41,8 +41,12 @@ type spoolWriter struct {
 	required bool
 	written  int64
 	checked  int64 // written when free space was last checked
+	flushed  int64 // written when write-back was last started
 	gaveUp   bool
 }
+
+// spoolFlushEvery is how much is written before its write-back starts.
+const spoolFlushEvery = 8 << 20
 
 // spoolCheckEvery is how often free space is checked while spooling.
 const spoolCheckEvery = 64 << 20
@@ -60,6 +64,13 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.written += int64(n)
+	if w.written-w.flushed >= spoolFlushEvery {
+		// Start writing the spool out now, while the check pass keeps
+		// the CPU busy: dirty pages left for later would be written back
+		// while the restore runs, competing with the server's own I/O.
+		startWriteback(w.f, w.flushed, w.written-w.flushed)
+		w.flushed = w.written
+	}
 	if err != nil {
 		if !w.required {
 			w.giveUp()
