@@ -193,6 +193,9 @@ type BackupOptions struct {
 	Password string
 	// Recipients, when set, encrypt the backup as an age stream instead.
 	Recipients format.Recipients
+	// Sealer, when set, is Password's key derived ahead (the KDF's memory
+	// returned before the pipeline's buffers exist).
+	Sealer *format.Sealer
 }
 
 // Ext is the key suffix of a backup made with these options.
@@ -233,6 +236,8 @@ func Backup(ctx context.Context, o BackupOptions, w io.Writer) (DumpResult, erro
 	switch {
 	case o.Recipients.Len() > 0:
 		enc, err = format.NewAgeEncrypter(w, o.Recipients)
+	case o.Sealer != nil:
+		enc, err = o.Sealer.Encrypter(w)
 	case o.Password != "":
 		enc, err = format.NewEncrypter(w, o.Password)
 	}

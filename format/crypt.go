@@ -145,7 +145,42 @@ func NewEncrypter(w io.Writer, password string) (io.WriteCloser, error) {
 	return newEncrypter(w, password, defaultKDF)
 }
 
+// Sealer is an encryption key derived ahead of a stream (the KDF run and
+// its memory returned), with the header that stream starts with. One
+// Sealer seals one stream.
+type Sealer struct {
+	header []byte
+	aead   cipher.AEAD
+}
+
+// NewSealer derives a fresh key (new salt) from password with the
+// default KDF, so a pipeline can run the KDF before its buffers exist.
+func NewSealer(password string) (*Sealer, error) {
+	return newSealer(password, defaultKDF)
+}
+
+// Encrypter returns a WriteCloser that encrypts into w with the sealer's
+// key, as NewEncrypter does.
+func (s *Sealer) Encrypter(w io.Writer) (io.WriteCloser, error) {
+	if _, err := w.Write(s.header); err != nil {
+		return nil, err
+	}
+	return &encrypter{w: w, aead: s.aead, header: s.header, buf: make([]byte, 0, chunkSize+tagSize)}, nil
+}
+
 func newEncrypter(w io.Writer, password string, k kdf) (*encrypter, error) {
+	s, err := newSealer(password, k)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.Encrypter(w)
+	if err != nil {
+		return nil, err
+	}
+	return e.(*encrypter), nil
+}
+
+func newSealer(password string, k kdf) (*Sealer, error) {
 	if password == "" {
 		return nil, ErrNeedPassword
 	}
@@ -169,10 +204,7 @@ func newEncrypter(w io.Writer, password string, k kdf) (*encrypter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := w.Write(h); err != nil {
-		return nil, err
-	}
-	return &encrypter{w: w, aead: aead, header: h, buf: make([]byte, 0, chunkSize+tagSize)}, nil
+	return &Sealer{header: h, aead: aead}, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

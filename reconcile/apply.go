@@ -352,9 +352,20 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 	if dumper == nil {
 		dumper = PipelineDumper{}
 	}
+	opts := db.Backup
+	if opts.Password != "" && opts.Recipients.Len() == 0 {
+		// The KDF runs, and its memory goes back, before any storage
+		// allocates its upload buffers.
+		s, err := format.NewSealer(opts.Password)
+		if err != nil {
+			return append(skipped, r.failBackups(ctx, db, acts, start, err)...)
+		}
+		opts.Sealer = s
+	}
 	var dumped exec.DumpResult
 	results, err := repo.FanOut(ctx, targets, func(w io.Writer) error {
 		d := *db
+		d.Backup = opts
 		if r.Progress != nil {
 			if p := r.Progress(db); p != nil {
 				defer p(-1)
