@@ -42,7 +42,9 @@ var codecs = []codec{
 	{name: Gzip, ext: ".gz", magic: []byte{0x1f, 0x8b}, minLv: 1, maxLv: 9,
 		writer: func(w io.Writer, level int) (io.WriteCloser, error) {
 			if level == 0 {
-				level = 6
+				// 7, not zlib's 6: within 5% of pg_dump's own zlib output
+				// (6 is 6% larger here), still at a third of its time.
+				level = 7
 			}
 			zw, err := pgzip.NewWriterLevel(w, level)
 			if err != nil {

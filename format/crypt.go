@@ -103,6 +103,9 @@ func deriveKeys(password string, salt []byte, k kdf) (aesKey, checkKey []byte, e
 	if err := k.check(); err != nil {
 		return nil, nil, err
 	}
+	// What came before (the config, storage clients) is garbage by now:
+	// return it first, so the KDF's memory adds to as little as possible.
+	debug.FreeOSMemory()
 	var key []byte
 	switch k.id {
 	case kdfScrypt:

@@ -39,16 +39,17 @@ type S3Options struct {
 	// S3-compatible servers that reject the SDK's newer checksums.
 	Checksum             string
 	AccessKey, SecretKey string // both empty: the AWS credential chain
-	// PartSize is the first multipart part size (default 16 MiB); parts
-	// grow by that much every 800 parts, so 10,000 parts hold 1.03 TiB
-	// at the default. Concurrency is the number of parts in flight
-	// (default 2). Memory ≈ part size × (concurrency + 1).
+	// PartSize is the first multipart part size (default 12 MiB).
+	// Concurrency is the number of parts in flight (default 2). Memory ≈
+	// part size × (concurrency + 1): 36 MiB at the defaults, until a dump
+	// outgrows its first tenth of MaxParts.
 	PartSize    int64
 	Concurrency int
 	// MaxParts is the provider's limit on parts per upload (default and
 	// at most 10,000, S3's; some S3-compatible providers allow 1,000).
-	// Parts grow every MaxParts×8% parts, so the upload fits whatever
-	// the limit: 1.03 TiB in 10,000 parts, 105 GiB in 1,000, at 16 MiB.
+	// Parts double in size every tenth of MaxParts (never past S3's
+	// 5 GiB), so at 12 MiB an upload holds 10.7 TiB in 10,000 parts and
+	// 1.07 TiB in 1,000.
 	MaxParts int
 	// CreateBucket creates the bucket when it does not exist yet (a fresh
 	// MinIO next to the sidecar); off, a missing bucket is an error.
@@ -75,7 +76,7 @@ const (
 // NewS3 builds an S3 sink. It does not contact the server.
 func NewS3(ctx context.Context, name string, o S3Options) (*S3, error) {
 	if o.PartSize == 0 {
-		o.PartSize = 16 << 20
+		o.PartSize = 12 << 20
 	}
 	if o.PartSize < minPartSize {
 		o.PartSize = minPartSize
@@ -146,8 +147,12 @@ func (s *S3) relKey(obj string) (string, bool) {
 
 // partSize is the size of part n (1-based).
 func (s *S3) partSize(n int) int64 {
-	every := max(1, s.opt.MaxParts*8/100)
-	return min(maxPartSize, s.opt.PartSize*int64(1+(n-1)/every))
+	tier := (n - 1) / max(1, s.opt.MaxParts/10)
+	size := s.opt.PartSize
+	for ; tier > 0 && size < maxPartSize; tier-- {
+		size *= 2
+	}
+	return min(maxPartSize, size)
 }
 
 // Put implements Sink: a single PutObject for a stream shorter than one

@@ -2,41 +2,44 @@ package sinks
 
 import "testing"
 
-// A 1 TiB stream must fit in S3's 10,000 parts at the default part size,
-// and no part may be smaller than S3's 5 MiB minimum.
-func TestPartSizesFitOneTebibyte(t *testing.T) {
-	s := &S3{opt: S3Options{PartSize: 16 << 20, MaxParts: maxParts}}
+func capacity(s *S3, parts int) int64 {
 	var total int64
-	for n := 1; n <= maxParts; n++ {
-		if s.partSize(n) < minPartSize {
-			t.Fatalf("part %d is %d bytes", n, s.partSize(n))
-		}
+	for n := 1; n <= parts; n++ {
 		total += s.partSize(n)
 	}
-	if total < 1<<40 {
-		t.Fatalf("10,000 parts hold %d GiB, less than 1 TiB", total>>30)
+	return total
+}
+
+// Multi-TiB dumps fit in S3's 10,000 parts at the default part size; no
+// part is smaller than S3's 5 MiB minimum or larger than its 5 GiB
+// maximum; the first tenth of the parts keep the configured size, so
+// memory stays at part size × (concurrency + 1) for the first 12 GiB.
+func TestPartSizes(t *testing.T) {
+	s := &S3{opt: S3Options{PartSize: 12 << 20, MaxParts: maxParts}}
+	for n := 1; n <= maxParts; n++ {
+		if p := s.partSize(n); p < minPartSize || p > maxPartSize {
+			t.Fatalf("part %d is %d bytes", n, p)
+		}
 	}
-	if s.partSize(1) != 16<<20 || s.partSize(800) != 16<<20 || s.partSize(801) != 32<<20 {
-		t.Fatal("parts must start at the configured size and grow every 800 parts")
+	if c := capacity(s, maxParts); c < 10<<40 {
+		t.Fatalf("10,000 parts hold %d GiB, less than 10 TiB", c>>30)
+	}
+	if s.partSize(1) != 12<<20 || s.partSize(1000) != 12<<20 || s.partSize(1001) != 24<<20 || s.partSize(maxParts) != maxPartSize {
+		t.Fatal("parts must start at the configured size, double every 1,000 parts, and stop at 5 GiB")
+	}
+	if c := capacity(s, 1000); c < 11<<30 {
+		t.Fatalf("the first 1,000 parts hold %d GiB at 12 MiB", c>>30)
 	}
 }
 
-// A provider that allows 1,000 parts still takes a 100 GiB dump: parts
-// grow every 80 parts instead.
+// A provider that allows 1,000 parts still takes a 1 TiB dump: parts
+// double every 100 parts instead.
 func TestPartSizesFitMaxParts(t *testing.T) {
-	s := &S3{opt: S3Options{PartSize: 16 << 20, MaxParts: 1000}}
-	var total int64
-	for n := 1; n <= 1000; n++ {
-		total += s.partSize(n)
+	s := &S3{opt: S3Options{PartSize: 12 << 20, MaxParts: 1000}}
+	if c := capacity(s, 1000); c < 1<<40 {
+		t.Fatalf("1,000 parts hold %d GiB, less than 1 TiB", c>>30)
 	}
-	if total < 100<<30 {
-		t.Fatalf("1,000 parts hold %d GiB, less than 100 GiB", total>>30)
-	}
-	if s.partSize(80) != 16<<20 || s.partSize(81) != 32<<20 {
-		t.Fatalf("parts must grow every 80 of 1,000: part 81 is %d MiB", s.partSize(81)>>20)
-	}
-	huge := &S3{opt: S3Options{PartSize: 5 << 30, MaxParts: maxParts}}
-	if huge.partSize(maxParts) != 5<<30 {
-		t.Fatal("no part may exceed S3's 5 GiB")
+	if s.partSize(100) != 12<<20 || s.partSize(101) != 24<<20 {
+		t.Fatalf("parts must double every 100 of 1,000: part 101 is %d MiB", s.partSize(101)>>20)
 	}
 }
