@@ -146,13 +146,15 @@ func (a *archReader) int() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var b [8]byte
-	if err := a.full(b[:a.intSize]); err != nil {
-		return 0, err
-	}
+	// Byte by byte from the buffer: a slice handed to io.ReadFull would
+	// escape, one allocation per chunk of table data.
 	var v int64
-	for i := a.intSize - 1; i >= 0; i-- {
-		v = v<<8 | int64(b[i])
+	for i := 0; i < a.intSize; i++ {
+		c, err := a.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= int64(c) << (8 * i)
 	}
 	if sign != 0 {
 		v = -v

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +63,8 @@ type S3 struct {
 	name   string
 	opt    S3Options
 	client *s3.Client
+
+	partBuffers atomic.Int64 // part buffers allocated (tests)
 }
 
 var _ Sink = (*S3)(nil)
@@ -160,6 +163,7 @@ func (s *S3) partSize(n int) int64 {
 func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	k := s.objKey(key)
 	first := make([]byte, s.partSize(1))
+	s.partBuffers.Add(1)
 	n, err := io.ReadFull(r, first)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		if ctx.Err() != nil {
@@ -218,8 +222,6 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 	)
 	sem := make(chan struct{}, s.opt.Concurrency)
 	upload := func(p part) {
-		defer wg.Done()
-		defer func() { <-sem }()
 		sum := md5.Sum(p.buf)
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: &s.opt.Bucket, Key: &k, UploadId: uploadID, PartNumber: aws.Int32(p.n),
@@ -253,6 +255,7 @@ func (s *S3) multipart(ctx context.Context, key, k string, first []byte, r io.Re
 			}
 		default:
 		}
+		s.partBuffers.Add(1)
 		return make([]byte, size)
 	}
 	buf, final := first, false
@@ -278,11 +281,15 @@ loop:
 		}
 		wg.Add(1)
 		go func(p part) {
+			defer wg.Done()
 			upload(p)
+			// The buffer goes back before the slot does, so the next part
+			// reuses it: never more than concurrency + 1 buffers.
 			select {
 			case free <- p.buf[:cap(p.buf)]:
 			default:
 			}
+			<-sem
 		}(part{n: int32(n), buf: buf})
 		if final {
 			break
