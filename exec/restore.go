@@ -18,6 +18,9 @@ type RestoreArgs struct {
 	Clean             bool
 	SingleTransaction bool
 	Jobs              int
+	// Sections limits the restore to these archive sections (pre-data,
+	// data, post-data); empty: all.
+	Sections []string
 	// Tool is the pg_restore to run (path or name); empty: "pg_restore".
 	Tool string
 }
@@ -34,6 +37,9 @@ func (a RestoreArgs) pgRestore(target pg.Conn) []string {
 	}
 	if a.Jobs > 1 {
 		args = append(args, "--jobs", fmt.Sprint(a.Jobs))
+	}
+	for _, s := range a.Sections {
+		args = append(args, "--section", s)
 	}
 	return args
 }

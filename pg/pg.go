@@ -2,11 +2,14 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Conn says how to reach a database, for SQL here and for the client
@@ -142,6 +145,25 @@ func SetOwner(ctx context.Context, c Conn, role string) (bool, error) {
 // into a database that restore itself created).
 func DropDatabase(ctx context.Context, c Conn) error {
 	return maintenance(ctx, c, "DROP DATABASE IF EXISTS "+pgx.Identifier{c.Database}.Sanitize()+" WITH (FORCE)")
+}
+
+// RenameDatabase renames the database c names to name. A rename needs the
+// database to have no sessions; ones just ended (a client tool's backend
+// exits after the tool) are waited for, up to a few seconds.
+func RenameDatabase(ctx context.Context, c Conn, name string) error {
+	sql := "ALTER DATABASE " + pgx.Identifier{c.Database}.Sanitize() + " RENAME TO " + pgx.Identifier{name}.Sanitize()
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		err := maintenance(ctx, c, sql)
+		var pe *pgconn.PgError
+		if err == nil || !errors.As(err, &pe) || pe.Code != "55006" || wait > 2*time.Second {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 func maintenance(ctx context.Context, c Conn, sql string) error {

@@ -100,7 +100,7 @@ func (r *Runner) sweepDrills(ctx context.Context, db *Database, server string) {
 	if done {
 		return
 	}
-	dropped, err := restore.SweepDrills(ctx, db.Drill.Server)
+	dropped, err := restore.SweepScratch(ctx, db.Drill.Server)
 	if err != nil {
 		r.Log.Warn("sweeping old drill databases failed", "server", server, "err", err)
 	}

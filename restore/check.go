@@ -63,8 +63,10 @@ type Checked struct {
 // recorded SHA-256), decrypts and authenticates every chunk, decompresses
 // to the end, and has pg_restore read the archive's table of contents, or
 // checks SQL text is a pg_dump plain dump. With spool set it also writes
-// the decoded archive there, for the restore to read. Nothing is touched.
-func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spool *spoolWriter) (Checked, error) {
+// the decoded archive there, for the restore to read. Nothing is touched,
+// except by a stage: an encrypted archive is restored into a staging
+// database as it is read (see stage).
+func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spool *spoolWriter, st *stage) (Checked, error) {
 	var c Checked
 	rc, err := p.Open(ctx)
 	if err != nil {
@@ -110,6 +112,16 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 		dumpMajor := exec.MajorOf(h.DumpVersion)
 		if c.Tool, err = exec.Pick(exec.Clients(ctx, "pg_restore", o.BinDir), "pg_restore", o.Target, dumpMajor); err != nil {
 			return c, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		var w io.Writer
+		if w, err = st.begin(ctx, &c); err != nil {
+			return c, err
+		}
+		if w != nil {
+			r = io.TeeReader(r, w)
+			if !spool.needed() {
+				spool.giveUp() // the staged restore reads nothing again
+			}
 		}
 		c.Archive, c.Entries, err = checkArchive(ctx, c.Tool.Path, r)
 		if f := spool.file(); err == nil && f != nil {

@@ -152,29 +152,46 @@ func probe(ctx context.Context, conn *pgx.Conn, sql string) error {
 	return nil
 }
 
-// SweepDrills drops the scratch databases on server that no running drill
-// holds (what a killed drill left). It returns the names dropped.
-func SweepDrills(ctx context.Context, server pg.Conn) ([]string, error) {
+// SweepScratch drops the drills' scratch databases and the restores'
+// staging databases on server that no running drill or restore holds
+// (what a killed one left). It returns the names dropped.
+func SweepScratch(ctx context.Context, server pg.Conn) ([]string, error) {
 	maint := server
 	maint.Database = "postgres"
-	names, err := pg.DatabasesLike(ctx, maint, ScratchPrefix+"%")
-	if err != nil {
-		return nil, err
-	}
 	var dropped []string
-	for _, name := range names {
-		lock, ok, err := pg.TryLock(ctx, maint, "drill:"+name)
-		if err != nil || !ok {
-			continue // a drill is running there
+	for prefix, lockPrefix := range map[string]string{ScratchPrefix: "drill:", StagePrefix: "stage:"} {
+		names, err := pg.DatabasesLike(ctx, maint, strings.ReplaceAll(prefix, "_", `\_`)+"%")
+		if err != nil {
+			return dropped, err
 		}
-		c := server
-		c.Database = name
-		if err := pg.DropDatabase(ctx, c); err == nil {
-			dropped = append(dropped, name)
+		for _, name := range names {
+			if !isScratchName(name, prefix) {
+				continue // not a name this package makes
+			}
+			lock, ok, err := pg.TryLock(ctx, maint, lockPrefix+name)
+			if err != nil || !ok {
+				continue // a drill or restore is running there
+			}
+			c := server
+			c.Database = name
+			if err := pg.DropDatabase(ctx, c); err == nil {
+				dropped = append(dropped, name)
+			}
+			lock.Release(context.WithoutCancel(ctx))
 		}
-		lock.Release(context.WithoutCancel(ctx))
 	}
 	return dropped, nil
+}
+
+// isScratchName reports whether name is prefix and the 12 lowercase hex
+// digits randomHex(6) gives.
+func isScratchName(name, prefix string) bool {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok || len(rest) != 12 {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil && strings.ToLower(rest) == rest
 }
 
 func randomHex(n int) string {

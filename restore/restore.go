@@ -30,6 +30,10 @@ type Options struct {
 	// NoSpool reads the backup a second time for a one-job restore
 	// instead of spooling the decoded archive.
 	NoSpool bool
+	// NoStage checks an encrypted backup whole before restoring it into a
+	// new target, instead of restoring it into a staging database while
+	// checking it (see stage).
+	NoStage bool
 	// Force allows restoring into postgres, template0 or template1.
 	Force bool
 	// Tool is the pg_restore to run ("" = the one the check pass chose for
@@ -92,6 +96,11 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	}
 	defer p.Close()
 
+	var st *stage
+	if o.stages(t.Exists) {
+		st = &stage{o: o}
+		defer st.drop(ctx)
+	}
 	// The decoded archive is spooled for the restore to read: required
 	// for --jobs, and for one job whenever the disk has room, so the
 	// restore reads the very bytes the check authenticated, decoded once.
@@ -110,10 +119,13 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 		}
 	}
 	o.log().Info("checking backup", "from", src.Desc)
-	if spool != nil {
-		o.Check.progress = o.Progress // the restore itself reads the spool
+	if spool != nil || st != nil {
+		o.Check.progress = o.Progress // the restore reads the spool, or stages
 	}
-	res.Checked, err = check(ctx, src, p, o.Check, spool)
+	res.Checked, err = check(ctx, src, p, o.Check, spool, st)
+	if st.started() {
+		return o.staged(ctx, st, res, err, spool.file(), start)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -145,16 +157,7 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 			return res, fmt.Errorf("create database %s: %w", o.Target.Database, err)
 		}
 		res.Created = true
-		// A database restore creates is the backup's owner's, as the
-		// source was (when that role exists here: restore --globals).
-		if res.Archive != nil && res.Archive.DatabaseOwner() != "" {
-			owner := res.Archive.DatabaseOwner()
-			if ok, err := pg.SetOwner(ctx, o.Target, owner); err != nil {
-				o.log().Warn("the new database keeps its creator as owner: giving it to the backup's owner failed", "owner", owner, "err", err)
-			} else if !ok {
-				o.log().Info("the backup's database owner does not exist here; the new database keeps its creator as owner", "owner", owner)
-			}
-		}
+		o.setOwner(ctx, res.Archive)
 	}
 	o.log().Info("restoring", "from", src.Desc, "layers", res.Layers.String(), "database", o.Target.Database)
 	if err := o.restore(ctx, p, res.Checked, spool.file()); err != nil {
@@ -162,6 +165,47 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// staged ends a restore that ran into a staging database during the
+// check pass: it is renamed to the target only when the check and the
+// restore both succeeded, and dropped otherwise.
+func (o Options) staged(ctx context.Context, st *stage, res Result, checkErr error, spool *os.File, start time.Time) (Result, error) {
+	err, failed := st.finish(checkErr)
+	if err == nil {
+		for _, w := range res.Warnings {
+			o.log().Warn(w)
+		}
+		if err = st.complete(ctx, res.Checked, spool); err == nil {
+			res.Created = true
+			o.setOwner(ctx, res.Archive)
+			res.Duration = time.Since(start)
+			return res, nil
+		}
+		failed = true
+	}
+	if !failed {
+		st.drop(ctx)
+		return res, err // a refusal: the target was never created
+	}
+	if derr := st.drop(ctx); derr != nil {
+		return res, fmt.Errorf("%w; database %s was not created; the staging database %s could not be dropped: %v", err, o.Target.Database, st.conn.Database, derr)
+	}
+	return res, fmt.Errorf("%w; database %s was not created (the restore ran into a staging database, which was dropped)", err, o.Target.Database)
+}
+
+// setOwner gives a database the restore created to the backup's owner,
+// as the source was (when that role exists here: restore --globals).
+func (o Options) setOwner(ctx context.Context, a *format.ArchiveInfo) {
+	if a == nil || a.DatabaseOwner() == "" {
+		return
+	}
+	owner := a.DatabaseOwner()
+	if ok, err := pg.SetOwner(ctx, o.Target, owner); err != nil {
+		o.log().Warn("the new database keeps its creator as owner: giving it to the backup's owner failed", "owner", owner, "err", err)
+	} else if !ok {
+		o.log().Info("the backup's database owner does not exist here; the new database keeps its creator as owner", "owner", owner)
+	}
 }
 
 // restore is the second pass, over the pinned bytes (or the spool).
@@ -224,7 +268,7 @@ func Verify(ctx context.Context, src Source, o CheckOptions) (Checked, error) {
 		return Checked{}, fmt.Errorf("open %s: %w", src.Desc, err)
 	}
 	defer p.Close()
-	c, err := check(ctx, src, p, o, nil)
+	c, err := check(ctx, src, p, o, nil, nil)
 	if err != nil || c.Archive == nil {
 		return c, err
 	}

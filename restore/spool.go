@@ -81,7 +81,13 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// needed says whether the spool must hold the whole archive (--jobs).
+func (w *spoolWriter) needed() bool { return w != nil && w.required }
+
 func (w *spoolWriter) giveUp() {
+	if w == nil {
+		return
+	}
 	w.gaveUp = true
 	w.f.Truncate(0)
 }

@@ -19,6 +19,7 @@ type restoreOptions struct {
 	clean, strict, allowSQL       bool
 	single, allowUnencrypted      bool
 	force, globals, noSpool       bool
+	noStage                       bool
 	jobs                          int
 }
 
@@ -46,6 +47,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.jobs, "jobs", 1, "parallel pg_restore jobs (spools the decoded archive to --temp-dir)")
 	f.StringVar(&o.tempDir, "temp-dir", "", "folder for the spool of the decoded archive (created 0700; default the system temp folder)")
 	f.BoolVar(&o.noSpool, "no-spool", false, "one job: read the backup twice (check, then restore) instead of spooling the decoded archive to --temp-dir")
+	f.BoolVar(&o.noStage, "no-stage", false, "encrypted backup into a new database: check it whole first, then restore, instead of restoring into a staging database while checking and renaming it when the check passes")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -70,7 +72,7 @@ func (g *globals) restore(ctx context.Context, o restoreOptions) error {
 		return err
 	}
 	ro := restore.Options{Target: connOf(db.Connection), Check: checkOptions(g.cfg, db), Clean: o.clean, SingleTransaction: o.single,
-		Jobs: o.jobs, TempDir: o.tempDir, NoSpool: o.noSpool, Force: o.force, Log: g.log}
+		Jobs: o.jobs, TempDir: o.tempDir, NoSpool: o.noSpool, NoStage: o.noStage, Force: o.force, Log: g.log}
 	ro.Check.Strict, ro.Check.AllowSQL, ro.Check.AllowUnencrypted = o.strict, o.allowSQL, o.allowUnencrypted
 	if o.to != "" {
 		ro.Target.Database = o.to

@@ -1,0 +1,215 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bkexec "github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/testenv"
+	"github.com/backupkit/backupkit/pg"
+	"github.com/backupkit/backupkit/restore"
+)
+
+// watchStaging records, while a restore runs, every staging database it
+// sees and the most tables one of them held: proof that the restore
+// really ran into a staging database during the check.
+type watchStaging struct {
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	tables map[string]int // staging database → most tables seen in it
+}
+
+func startWatch(t *testing.T, p testenv.PG) *watchStaging {
+	w := &watchStaging{stop: make(chan struct{}), done: make(chan struct{}), tables: map[string]int{}}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			names, err := pg.DatabasesLike(context.Background(), connFor(p, "postgres"), `backupkit\_stage\_%`)
+			if err != nil {
+				continue
+			}
+			for _, n := range names {
+				k, _ := pg.CountTables(context.Background(), connFor(p, n))
+				w.mu.Lock()
+				w.tables[n] = max(w.tables[n], k)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// end stops watching and returns the staging database the restore's log
+// names, and the most tables it was seen to hold.
+func (w *watchStaging) end(t *testing.T, logs *bytes.Buffer) (string, int) {
+	close(w.stop)
+	<-w.done
+	name := stagingName(t, logs.String())
+	seen, ok := w.tables[name]
+	if !ok {
+		t.Fatalf("staging database %s was never seen", name)
+	}
+	return name, seen
+}
+
+func logTo(b *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// stagedSource is an encrypted gzip backup of several MiB (many chunks)
+// of a database with several tables.
+func stagedSource(t *testing.T, p testenv.PG) ([]byte, format.Ext, string) {
+	src := p.NewDB(t, "bk_stage")
+	p.Query(t, src, richSQL+`
+CREATE TABLE noise AS SELECT g, decode(md5(g::text) || md5((g*3)::text), 'hex') AS b FROM generate_series(1, 250000) g;
+CREATE TABLE tail (x int); INSERT INTO tail VALUES (1);`)
+	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Gzip, Password: "pw"}
+	return dump(t, o), o.Ext(), src
+}
+
+func exists(t *testing.T, p testenv.PG, db string) bool {
+	return p.Query(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+db+"'") == "1"
+}
+
+// An encrypted backup into a new database is restored while it is
+// checked, into a staging database renamed to the target at the end.
+func TestStagedRestore(t *testing.T) {
+	p := testenv.Postgres(t)
+	data, ext, src := stagedSource(t, p)
+	want := fingerprint(t, p, src)
+	for _, jobs := range []int{1, 2} {
+		dst := "bk_staged_" + testenv.RandHex(3)
+		t.Cleanup(func() { p.DropDB(dst) })
+		w := startWatch(t, p)
+		var logs bytes.Buffer
+		res, err := restore.Run(context.Background(), store(t, data, ext), restore.Options{Target: connFor(p, dst),
+			Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Jobs: jobs, TempDir: t.TempDir(), Log: logTo(&logs)})
+		if err != nil {
+			t.Fatalf("jobs %d: %v", jobs, err)
+		}
+		staging, tables := w.end(t, &logs)
+		if !res.Created || tables == 0 {
+			t.Fatalf("jobs %d: created %v, staging database seen with up to %d tables: the restore was not staged", jobs, res.Created, tables)
+		}
+		if exists(t, p, staging) {
+			t.Fatalf("jobs %d: staging database %s still there", jobs, staging)
+		}
+		if got := fingerprint(t, p, dst); got != want {
+			t.Fatalf("jobs %d: restored database differs:\n got %s\nwant %s", jobs, got, want)
+		}
+		// --jobs built the indexes after the data, from the spool.
+		if got := p.Query(t, dst, "SELECT count(*) FROM pg_indexes WHERE tablename = 'people'"); got != "2" {
+			t.Fatalf("jobs %d: %s indexes on people, want 2", jobs, got)
+		}
+	}
+}
+
+// A backup refused half-way through a staged restore leaves no target
+// and no staging database, although pg_restore had already created
+// tables there.
+func TestStagedRestoreRefusedLeavesNothing(t *testing.T) {
+	p := testenv.Postgres(t)
+	data, ext, _ := stagedSource(t, p)
+	for name, bad := range map[string][]byte{
+		"flipped near the end": func() []byte { c := bytes.Clone(data); c[len(c)-100] ^= 1; return c }(),
+		"cut at 90%":           data[:len(data)*9/10],
+	} {
+		dst := "bk_staged_bad_" + testenv.RandHex(3)
+		t.Cleanup(func() { p.DropDB(dst) })
+		w := startWatch(t, p)
+		var logs bytes.Buffer
+		_, err := restore.Run(context.Background(), store(t, bad, ext), restore.Options{Target: connFor(p, dst),
+			Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
+		if !errors.Is(err, restore.ErrRefused) {
+			t.Fatalf("%s: %v, want a refusal", name, err)
+		}
+		staging, tables := w.end(t, &logs)
+		if tables == 0 {
+			t.Fatalf("%s: the staging database held no table before the refusal, so this case tests nothing", name)
+		}
+		if exists(t, p, dst) || exists(t, p, staging) {
+			t.Fatalf("%s: target %v, staging %v left after a refused backup", name, exists(t, p, dst), exists(t, p, staging))
+		}
+	}
+}
+
+// pg_restore failing in the staging database (here: the backup's table
+// owner does not exist on this server) leaves no target and no staging
+// database, and says so.
+func TestStagedRestoreFailureLeavesNothing(t *testing.T) {
+	p := testenv.Postgres(t)
+	role := "bk_gone_" + testenv.RandHex(3)
+	src := p.NewDB(t, "bk_stagefail")
+	p.Query(t, "postgres", "CREATE ROLE "+role)
+	p.Query(t, src, "CREATE TABLE t (x int); INSERT INTO t VALUES (1); ALTER TABLE t OWNER TO "+role)
+	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Zstd, Password: "pw"}
+	data := dump(t, o)
+	p.Query(t, src, "DROP TABLE t")
+	p.Query(t, "postgres", "DROP ROLE "+role)
+	dst := "bk_stagefail_r_" + testenv.RandHex(3)
+	t.Cleanup(func() { p.DropDB(dst) })
+	var logs bytes.Buffer
+	_, err := restore.Run(context.Background(), store(t, data, o.Ext()), restore.Options{Target: connFor(p, dst),
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
+	if err == nil || errors.Is(err, restore.ErrRefused) || !strings.Contains(err.Error(), role) || !strings.Contains(err.Error(), dst+" was not created") {
+		t.Fatalf("error %v: want pg_restore's failure naming the role, and that %s was not created", err, dst)
+	}
+	staging := stagingName(t, logs.String())
+	if exists(t, p, dst) || exists(t, p, staging) {
+		t.Fatalf("target or staging database %s left after a failed restore", staging)
+	}
+}
+
+func stagingName(t *testing.T, logs string) string {
+	_, rest, ok := strings.Cut(logs, "staging="+restore.StagePrefix)
+	if !ok || len(rest) < 12 {
+		t.Fatalf("no staging database in the log: %s", logs)
+	}
+	return restore.StagePrefix + rest[:12]
+}
+
+// A staging or scratch database nobody holds (a killed restore's or
+// drill's) is dropped by the next restore's sweep; one whose restore is
+// running, and a user's database that only looks alike, are left.
+func TestSweepScratch(t *testing.T) {
+	p := testenv.Postgres(t)
+	ctx := context.Background()
+	dead := restore.StagePrefix + testenv.RandHex(6)
+	live := restore.StagePrefix + testenv.RandHex(6)
+	drill := restore.ScratchPrefix + testenv.RandHex(6)
+	users := []string{"backupkit_stage_prod" + testenv.RandHex(2), "backupkitXstageX" + testenv.RandHex(6),
+		restore.StagePrefix + "ABCDEF" + testenv.RandHex(3), restore.StagePrefix + testenv.RandHex(7)}
+	for _, db := range append([]string{dead, live, drill}, users...) {
+		p.Query(t, "postgres", `CREATE DATABASE "`+db+`"`)
+		t.Cleanup(func() { p.DropDB(`"` + db + `"`) })
+	}
+	lock, ok, err := pg.TryLock(ctx, connFor(p, "postgres"), "stage:"+live)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	defer lock.Release(ctx)
+	dropped, err := restore.SweepScratch(ctx, connFor(p, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := " " + strings.Join(dropped, " ") + " "
+	if !strings.Contains(got, " "+dead+" ") || !strings.Contains(got, " "+drill+" ") {
+		t.Fatalf("dropped %v, want %s and %s among them", dropped, dead, drill)
+	}
+	for _, db := range append([]string{live}, users...) {
+		if !exists(t, p, db) {
+			t.Fatalf("%s was dropped", db)
+		}
+	}
+}
