@@ -104,6 +104,7 @@ func main() {
 	s3r := add("backupkit backup zstd+enc (S3)", "backup")
 	pgr := add("pg_restore -d (plain -Fc file)", "restore")
 	bkr := add("backupkit restore gzip+enc", "restore")
+	bkn := add("backupkit restore gzip+enc --no-stage", "restore")
 	ver := add("backupkit verify gzip+enc (the check pass)", "restore")
 	bkz := add("backupkit restore zstd+enc", "restore")
 	pgr2 := add("pg_restore -j 2", "restore")
@@ -151,6 +152,10 @@ func main() {
 				func() {
 					dropdb(target)
 					bkr.results = append(bkr.results, run(bin, "", "restore", "-c", cfg, "--db", "gz", "--from", "latest", "--to-database", target))
+				},
+				func() {
+					dropdb(target)
+					bkn.results = append(bkn.results, run(bin, "", "restore", "-c", cfg, "--db", "gz", "--from", "latest", "--to-database", target, "--no-stage"))
 				},
 				func() {
 					ver.results = append(ver.results, run(bin, "", "verify", "-c", cfg, "--db", "gz", "--from", "latest"))
@@ -466,6 +471,7 @@ func report(table []*row, ref *row) {
 	fmt.Println()
 	pair("pg_dump -Fc -Z0 > file", "backupkit backup zstd+enc (local)")
 	pair("pg_restore -d (plain -Fc file)", "backupkit restore gzip+enc")
+	pair("pg_restore -d (plain -Fc file)", "backupkit restore gzip+enc --no-stage")
 	pair("pg_restore -d (plain -Fc file)", "backupkit restore zstd+enc")
 	pair("pg_restore -d (plain -Fc file)", "backupkit verify gzip+enc (the check pass)")
 	pair("pg_restore -j 2", "backupkit restore gzip+enc --jobs 2")

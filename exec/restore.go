@@ -21,6 +21,8 @@ type RestoreArgs struct {
 	// Sections limits the restore to these archive sections (pre-data,
 	// data, post-data); empty: all.
 	Sections []string
+	// UseList restores only the entries of this pg_restore --list file.
+	UseList string
 	// Tool is the pg_restore to run (path or name); empty: "pg_restore".
 	Tool string
 }
@@ -40,6 +42,9 @@ func (a RestoreArgs) pgRestore(target pg.Conn) []string {
 	}
 	for _, s := range a.Sections {
 		args = append(args, "--section", s)
+	}
+	if a.UseList != "" {
+		args = append(args, "--use-list", a.UseList)
 	}
 	return args
 }
@@ -132,6 +137,20 @@ func ListArchive(ctx context.Context, tool string, r io.Reader) (int, error) {
 		return 0, fmt.Errorf("%w: pg_restore --list found no entries", ErrArchive)
 	}
 	return n, nil
+}
+
+// ListTOC returns the table-of-contents lines pg_restore --list prints
+// for the archive on r (entries and comments), reading r only as far as
+// pg_restore does.
+func ListTOC(ctx context.Context, tool string, r io.Reader) ([]string, error) {
+	if tool == "" {
+		tool = "pg_restore"
+	}
+	var out strings.Builder
+	if err := feed(ctx, pg.Conn{}, tool, []string{"--list"}, r, &out); err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimRight(out.String(), "\n"), "\n"), nil
 }
 
 // ErrArchive means pg_restore could not read the archive.

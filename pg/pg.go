@@ -147,6 +147,9 @@ func DropDatabase(ctx context.Context, c Conn) error {
 	return maintenance(ctx, c, "DROP DATABASE IF EXISTS "+pgx.Identifier{c.Database}.Sanitize()+" WITH (FORCE)")
 }
 
+// ErrDatabaseExists means a database of that name already exists.
+var ErrDatabaseExists = errors.New("the database already exists")
+
 // RenameDatabase renames the database c names to name. A rename needs the
 // database to have no sessions; ones just ended (a client tool's backend
 // exits after the tool) are waited for, up to a few seconds.
@@ -155,6 +158,10 @@ func RenameDatabase(ctx context.Context, c Conn, name string) error {
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		err := maintenance(ctx, c, sql)
 		var pe *pgconn.PgError
+		// 42P04; 23505 when the other database was being created meanwhile.
+		if errors.As(err, &pe) && (pe.Code == "42P04" || pe.Code == "23505") {
+			return fmt.Errorf("%w: %w", ErrDatabaseExists, err)
+		}
 		if err == nil || !errors.As(err, &pe) || pe.Code != "55006" || wait > 2*time.Second {
 			return err
 		}

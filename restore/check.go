@@ -114,7 +114,7 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 			return c, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		var w io.Writer
-		if w, err = st.begin(ctx, &c); err != nil {
+		if w, err = st.begin(ctx, &c, spool); err != nil {
 			return c, err
 		}
 		if w != nil {
@@ -124,7 +124,7 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 			}
 		}
 		c.Archive, c.Entries, err = checkArchive(ctx, c.Tool.Path, r)
-		if f := spool.file(); err == nil && f != nil {
+		if f := spool.file(); err == nil && f != nil && !st.started() {
 			// Tell pg_restore where each block is (--jobs seeks to them).
 			err = format.PatchOffsets(f, c.Archive)
 		}

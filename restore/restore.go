@@ -100,6 +100,12 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	if o.stages(t.Exists) {
 		st = &stage{o: o}
 		defer st.drop(ctx)
+		if o.Jobs > 1 {
+			// Row counts share the tables out among the jobs.
+			if m, err := repo.ReadManifest(ctx, src.sink, src.Key); err == nil && m != nil {
+				st.rows = m.Tables
+			}
+		}
 	}
 	// The decoded archive is spooled for the restore to read: required
 	// for --jobs, and for one job whenever the disk has room, so the
@@ -187,6 +193,10 @@ func (o Options) staged(ctx context.Context, st *stage, res Result, checkErr err
 	if !failed {
 		st.drop(ctx)
 		return res, err // a refusal: the target was never created
+	}
+	if errors.Is(err, errTargetAppeared) {
+		st.drop(ctx)
+		return res, fmt.Errorf("%w (the staging database was dropped)", err)
 	}
 	if derr := st.drop(ctx); derr != nil {
 		return res, fmt.Errorf("%w; database %s was not created; the staging database %s could not be dropped: %v", err, o.Target.Database, st.conn.Database, derr)

@@ -3,10 +3,12 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -43,6 +45,16 @@ type spoolWriter struct {
 	checked  int64 // written when free space was last checked
 	flushed  int64 // written when write-back was last started
 	gaveUp   bool
+	// noWriteback leaves the spool's pages to the kernel: a staged
+	// restore reads them while they are written, and they are gone after.
+	noWriteback bool
+
+	// Followers (a staged --jobs restore) read the spool as it grows.
+	mu      sync.Mutex
+	grown   *sync.Cond
+	size    int64 // bytes followers may read
+	sealed  bool  // the check pass ended: with sealErr, or whole
+	sealErr error
 }
 
 // spoolFlushEvery is how much is written before its write-back starts.
@@ -64,7 +76,13 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.written += int64(n)
-	if w.written-w.flushed >= spoolFlushEvery {
+	w.mu.Lock()
+	w.size = w.written
+	if w.grown != nil {
+		w.grown.Broadcast()
+	}
+	w.mu.Unlock()
+	if w.written-w.flushed >= spoolFlushEvery && !w.noWriteback {
 		// Start writing the spool out now, while the check pass keeps
 		// the CPU busy: dirty pages left for later would be written back
 		// while the restore runs, competing with the server's own I/O.
@@ -79,6 +97,59 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("spool for --jobs: %w", err)
 	}
 	return n, nil
+}
+
+// follow returns a reader of the spool from its start that waits for
+// the check pass to write more, and ends when the check pass has: at the
+// spool's end when it passed, with its error when it failed. Followers
+// may be made at any time.
+func (w *spoolWriter) follow() io.Reader {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.grown == nil {
+		w.grown = sync.NewCond(&w.mu)
+	}
+	return &follower{w: w}
+}
+
+// seal tells followers the check pass ended (err nil: the spool is whole).
+func (w *spoolWriter) seal(err error) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sealed, w.sealErr = true, err
+	if w.grown != nil {
+		w.grown.Broadcast()
+	}
+}
+
+type follower struct {
+	w   *spoolWriter
+	off int64
+}
+
+func (f *follower) Read(p []byte) (int, error) {
+	w := f.w
+	w.mu.Lock()
+	for f.off >= w.size && !w.sealed {
+		w.grown.Wait()
+	}
+	avail, sealErr := w.size-f.off, w.sealErr
+	w.mu.Unlock()
+	if sealErr != nil {
+		return 0, sealErr
+	}
+	if avail <= 0 {
+		return 0, io.EOF
+	}
+	n, err := w.f.ReadAt(p[:min(int64(len(p)), avail)], f.off)
+	f.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
 }
 
 // needed says whether the spool must hold the whole archive (--jobs).
@@ -115,7 +186,7 @@ func roomFor(path string, n int64) bool {
 // SweepSpools removes spool files in dir whose process no longer runs
 // (what a killed restore left behind). It returns the files removed.
 func SweepSpools(dir string) []string {
-	matches, _ := filepath.Glob(filepath.Join(dir, spoolPrefix+"*.dump"))
+	matches, _ := filepath.Glob(filepath.Join(dir, spoolPrefix+"*"))
 	var removed []string
 	for _, m := range matches {
 		rest := strings.TrimPrefix(filepath.Base(m), spoolPrefix)

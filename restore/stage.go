@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
+	"sync"
 
 	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/format"
@@ -29,7 +32,9 @@ type stage struct {
 	conn   pg.Conn // the staging database
 	lock   *pg.Lock
 	cancel context.CancelFunc
-	pw     *io.PipeWriter
+	pw     *io.PipeWriter // one job: pg_restore's input
+	spool  *spoolWriter   // --jobs: what the jobs read
+	rows   map[string]int64
 
 	exited  chan struct{}
 	err     error // pg_restore's result, once exited is closed
@@ -45,7 +50,7 @@ func (o Options) stages(exists bool) bool {
 // begin is called by the check pass once the payload's layers and the
 // pg_restore are known. It returns where the decoded archive goes as it
 // is read, or nil when this payload is not staged.
-func (s *stage) begin(ctx context.Context, c *Checked) (io.Writer, error) {
+func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.Writer, error) {
 	if s == nil || !c.Layers.Encrypted() || c.Layers.Kind != format.KindCustom {
 		return nil, nil
 	}
@@ -70,13 +75,22 @@ func (s *stage) begin(ctx context.Context, c *Checked) (io.Writer, error) {
 	if args.Tool == "" {
 		args.Tool = c.Tool.Path
 	}
-	if s.o.Jobs > 1 {
-		// The data streams in with one job; the indexes and constraints
-		// are built with --jobs from the spool once the check has passed.
-		args.Sections = []string{"pre-data", "data"}
-	}
 	var rctx context.Context
 	rctx, s.cancel = context.WithCancel(ctx)
+	s.o.log().Info("restoring while checking, into a staging database", "staging", s.conn.Database, "database", s.o.Target.Database)
+	if s.o.Jobs > 1 {
+		// The jobs read the spool as the check pass writes it.
+		if spool == nil {
+			return nil, errors.New("--jobs needs the spool")
+		}
+		s.spool, s.exited = spool, make(chan struct{})
+		spool.noWriteback = true
+		go func() {
+			s.err = s.parallel(rctx, args.Tool)
+			close(s.exited)
+		}()
+		return nil, nil
+	}
 	pr, pw := io.Pipe()
 	s.pw, s.exited = pw, make(chan struct{})
 	go func() {
@@ -84,11 +98,13 @@ func (s *stage) begin(ctx context.Context, c *Checked) (io.Writer, error) {
 		close(s.exited)
 		pr.CloseWithError(errStageExited)
 	}()
-	s.o.log().Info("restoring while checking, into a staging database", "staging", s.conn.Database, "database", s.o.Target.Database)
 	return s, nil
 }
 
 var errStageExited = errors.New("pg_restore exited")
+
+// errTargetAppeared: the target was created while a staged restore ran.
+var errTargetAppeared = errors.New("restore not finished")
 
 // Write hands decoded bytes to pg_restore. After pg_restore has exited
 // successfully (it stops reading at the archive's end) the rest is
@@ -123,15 +139,121 @@ func (s *stage) finish(checkErr error) (err error, failed bool) {
 	default:
 	}
 	if checkErr != nil {
-		s.pw.CloseWithError(checkErr)
+		s.end(checkErr)
 		s.cancel()
 		<-s.exited
 		return checkErr, false
 	}
-	s.pw.Close()
+	s.end(nil)
 	<-s.exited
 	s.cancel()
 	return s.err, s.err != nil
+}
+
+// end tells pg_restore the input ended: whole (err nil) or not.
+func (s *stage) end(err error) {
+	s.spool.seal(err)
+	switch {
+	case s.pw == nil:
+	case err != nil:
+		s.pw.CloseWithError(err)
+	default:
+		s.pw.Close()
+	}
+}
+
+// parallel is a --jobs restore of the pre-data and data sections from
+// the spool as it grows: first the definitions, then the table data in
+// o.Jobs processes, each with its share of the tables (the largest
+// first, by the manifest's row counts), reading the stream in order and
+// passing over the other processes' tables.
+func (s *stage) parallel(ctx context.Context, tool string) error {
+	toc, err := exec.ListTOC(ctx, tool, s.spool.follow())
+	if err != nil {
+		return err
+	}
+	if err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"pre-data"}}, "", s.spool.follow()); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for i, list := range splitData(toc, s.o.Jobs, s.rows) {
+		file := fmt.Sprintf("%s.list%d", s.spool.f.Name(), i)
+		if err := os.WriteFile(file, []byte(strings.Join(list, "\n")+"\n"), 0o600); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		defer os.Remove(file)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"data"}, UseList: file}, "", s.spool.follow())
+			if err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// splitData splits the entries of a pg_restore --list into at most n
+// lists for the data section: the TABLE DATA entries shared out largest
+// first (by rows) to the list with the least so far, and every other
+// entry (sequence values, large objects) in the first list. Each list
+// keeps the archive's order, which a stream can only be read in.
+func splitData(toc []string, n int, rows map[string]int64) [][]string {
+	type entry struct {
+		i    int
+		line string
+		size int64
+	}
+	var data []entry
+	lists := make([][]entry, n)
+	for i, line := range toc {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, ";") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, ";")
+		f := strings.Fields(rest)
+		if len(f) >= 6 && f[2] == "TABLE" && f[3] == "DATA" {
+			data = append(data, entry{i, line, rows[f[4]+"."+f[5]]})
+		} else {
+			lists[0] = append(lists[0], entry{i, line, 0})
+		}
+	}
+	sort.SliceStable(data, func(a, b int) bool { return data[a].size > data[b].size })
+	load := make([]int64, n)
+	for _, d := range data {
+		k := 0
+		for j := range load {
+			if load[j] < load[k] {
+				k = j
+			}
+		}
+		lists[k] = append(lists[k], d)
+		load[k] += d.size + 1
+	}
+	var out [][]string
+	for _, l := range lists {
+		if len(l) == 0 {
+			continue
+		}
+		sort.Slice(l, func(a, b int) bool { return l[a].i < l[b].i })
+		lines := make([]string, len(l))
+		for j, e := range l {
+			lines[j] = e.line
+		}
+		out = append(out, lines)
+	}
+	return out
 }
 
 // complete builds what the streamed restore left for later (indexes and
@@ -151,6 +273,9 @@ func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
 		}
 	}
 	if err := pg.RenameDatabase(ctx, s.conn, s.o.Target.Database); err != nil {
+		if errors.Is(err, pg.ErrDatabaseExists) {
+			return fmt.Errorf("%w: database %s was created by someone else while this restore ran; it was left alone", errTargetAppeared, s.o.Target.Database)
+		}
 		return fmt.Errorf("rename staging database %s to %s: %w", s.conn.Database, s.o.Target.Database, err)
 	}
 	s.renamed = true

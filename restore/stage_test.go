@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +57,7 @@ func startWatch(t *testing.T, p testenv.PG) *watchStaging {
 
 // end stops watching and returns the staging database the restore's log
 // names, and the most tables it was seen to hold.
-func (w *watchStaging) end(t *testing.T, logs *bytes.Buffer) (string, int) {
+func (w *watchStaging) end(t *testing.T, logs fmt.Stringer) (string, int) {
 	close(w.stop)
 	<-w.done
 	name := stagingName(t, logs.String())
@@ -65,7 +68,25 @@ func (w *watchStaging) end(t *testing.T, logs *bytes.Buffer) (string, int) {
 	return name, seen
 }
 
-func logTo(b *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+func logTo(b io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// syncBuffer is a log read while it is written.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // stagedSource is an encrypted gzip backup of several MiB (many chunks)
 // of a database with several tables.
@@ -115,6 +136,57 @@ func TestStagedRestore(t *testing.T) {
 	}
 }
 
+// NoStage checks the backup whole first, then restores into the target:
+// no staging database.
+func TestNoStage(t *testing.T) {
+	p := testenv.Postgres(t)
+	data, ext, src := stagedSource(t, p)
+	dst := "bk_nostage_" + testenv.RandHex(3)
+	t.Cleanup(func() { p.DropDB(dst) })
+	var logs bytes.Buffer
+	if _, err := restore.Run(context.Background(), store(t, data, ext), restore.Options{Target: connFor(p, dst), NoStage: true,
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "staging") {
+		t.Fatalf("staged although NoStage: %s", logs.String())
+	}
+	if fingerprint(t, p, dst) != fingerprint(t, p, src) {
+		t.Fatal("restored database differs")
+	}
+}
+
+// A target created by someone else during a staged restore is left
+// alone, and the staging database dropped.
+func TestStagedRestoreTargetCreatedMeanwhile(t *testing.T) {
+	p := testenv.Postgres(t)
+	data, ext, _ := stagedSource(t, p)
+	dst := "bk_meanwhile_" + testenv.RandHex(3)
+	t.Cleanup(func() { p.DropDB(dst) })
+	var logs syncBuffer
+	w := startWatch(t, p)
+	theirs := make(chan struct{})
+	go func() {
+		// Once the staging database exists, someone creates the target.
+		defer close(theirs)
+		for !strings.Contains(logs.String(), "staging=") {
+			time.Sleep(5 * time.Millisecond)
+		}
+		p.Query(t, "postgres", "CREATE DATABASE "+dst)
+		p.Query(t, dst, "CREATE TABLE theirs (x int)")
+	}()
+	_, err := restore.Run(context.Background(), store(t, data, ext), restore.Options{Target: connFor(p, dst),
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
+	staging, _ := w.end(t, &logs)
+	<-theirs
+	if err == nil || !strings.Contains(err.Error(), "created by someone else") {
+		t.Fatalf("error %v, want the target created meanwhile", err)
+	}
+	if exists(t, p, staging) || p.Query(t, dst, "SELECT count(*) FROM pg_tables WHERE tablename = 'theirs'") != "1" {
+		t.Fatal("the staging database was left, or the other target was changed")
+	}
+}
+
 // A backup refused half-way through a staged restore leaves no target
 // and no staging database, although pg_restore had already created
 // tables there.
@@ -125,21 +197,27 @@ func TestStagedRestoreRefusedLeavesNothing(t *testing.T) {
 		"flipped near the end": func() []byte { c := bytes.Clone(data); c[len(c)-100] ^= 1; return c }(),
 		"cut at 90%":           data[:len(data)*9/10],
 	} {
-		dst := "bk_staged_bad_" + testenv.RandHex(3)
-		t.Cleanup(func() { p.DropDB(dst) })
-		w := startWatch(t, p)
-		var logs bytes.Buffer
-		_, err := restore.Run(context.Background(), store(t, bad, ext), restore.Options{Target: connFor(p, dst),
-			Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
-		if !errors.Is(err, restore.ErrRefused) {
-			t.Fatalf("%s: %v, want a refusal", name, err)
-		}
-		staging, tables := w.end(t, &logs)
-		if tables == 0 {
-			t.Fatalf("%s: the staging database held no table before the refusal, so this case tests nothing", name)
-		}
-		if exists(t, p, dst) || exists(t, p, staging) {
-			t.Fatalf("%s: target %v, staging %v left after a refused backup", name, exists(t, p, dst), exists(t, p, staging))
+		for _, jobs := range []int{1, 2} {
+			dst := "bk_staged_bad_" + testenv.RandHex(3)
+			t.Cleanup(func() { p.DropDB(dst) })
+			w := startWatch(t, p)
+			var logs bytes.Buffer
+			tmp := t.TempDir()
+			_, err := restore.Run(context.Background(), store(t, bad, ext), restore.Options{Target: connFor(p, dst), Jobs: jobs, TempDir: tmp,
+				Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
+			if !errors.Is(err, restore.ErrRefused) {
+				t.Fatalf("%s, jobs %d: %v, want a refusal", name, jobs, err)
+			}
+			staging, tables := w.end(t, &logs)
+			if tables == 0 {
+				t.Fatalf("%s, jobs %d: the staging database held no table before the refusal, so this case tests nothing", name, jobs)
+			}
+			if exists(t, p, dst) || exists(t, p, staging) {
+				t.Fatalf("%s, jobs %d: target %v, staging %v left after a refused backup", name, jobs, exists(t, p, dst), exists(t, p, staging))
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Fatalf("%s, jobs %d: spool files left: %v", name, jobs, left)
+			}
 		}
 	}
 }
