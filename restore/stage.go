@@ -131,6 +131,9 @@ func (s *stage) started() bool { return s != nil && s.lock != nil }
 // pg_restore is stopped before it sees an end. failed says whether
 // pg_restore's own failure is the error (not a refusal of the backup).
 func (s *stage) finish(checkErr error) (err error, failed bool) {
+	if s.exited == nil {
+		return checkErr, false // begin failed before pg_restore started
+	}
 	select {
 	case <-s.exited:
 		if s.err != nil {

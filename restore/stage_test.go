@@ -291,3 +291,29 @@ func TestSweepScratch(t *testing.T) {
 		}
 	}
 }
+
+// A staging database that cannot be created (a role without CREATEDB)
+// fails the restore with the server's reason, and leaves nothing.
+func TestStagingNotCreatable(t *testing.T) {
+	p := testenv.Postgres(t)
+	data, ext, _ := stagedSource(t, p)
+	role := "bk_nocreate_" + testenv.RandHex(3)
+	p.Query(t, "postgres", "CREATE ROLE "+role+" LOGIN NOCREATEDB")
+	t.Cleanup(func() { p.Query(t, "postgres", "DROP ROLE IF EXISTS "+role) })
+	target := connFor(p, "bk_nocreate_r_"+testenv.RandHex(3))
+	target.User = role
+	var logs bytes.Buffer
+	_, err := restore.Run(context.Background(), store(t, data, ext), restore.Options{Target: target,
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
+	if err == nil || !strings.Contains(err.Error(), "permission denied to create database") {
+		t.Fatalf("error %v, want the server's reason", err)
+	}
+	if strings.Contains(logs.String(), "staging=") {
+		if staging := stagingName(t, logs.String()); exists(t, p, staging) {
+			t.Fatalf("staging database %s left", staging)
+		}
+	}
+	if exists(t, p, target.Database) {
+		t.Fatal("target created")
+	}
+}
