@@ -220,8 +220,10 @@ func TestServerVersions(t *testing.T) {
 		must(t, nil, "docker", "run", "-d", "--name", name, "--network", net, "-e", "POSTGRES_USER=app", "-e", "POSTGRES_DB=app",
 			"-e", "POSTGRES_PASSWORD=pw", "backupkit-postgres:"+major)
 		t.Cleanup(func() { run(t, nil, "docker", "rm", "-f", name) })
+		// Over TCP: the entrypoint's first server, which creates the
+		// database, listens only on the socket and then shuts down.
 		waitFor(t, "PostgreSQL "+major, 60*time.Second, func() bool {
-			_, err := run(t, nil, "docker", "exec", name, "pg_isready", "-h", "/var/run/postgresql", "-U", "app")
+			_, err := run(t, nil, "docker", "exec", name, "pg_isready", "-h", "127.0.0.1", "-U", "app")
 			return err == nil
 		})
 		must(t, nil, "docker", "exec", name, "psql", "-X", "-q", "-U", "app", "-d", "app", "-c",
