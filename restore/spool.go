@@ -52,8 +52,7 @@ type spoolWriter struct {
 	// Followers (a staged --jobs restore) read the spool as it grows.
 	mu      sync.Mutex
 	grown   *sync.Cond
-	size    int64 // bytes followers may read
-	sealed  bool  // the check pass ended: with sealErr, or whole
+	sealed  bool // the check pass ended: with sealErr, or whole
 	sealErr error
 }
 
@@ -75,9 +74,8 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 		}
 	}
 	n, err := w.f.Write(p)
+	w.mu.Lock() // followers read written; only this goroutine changes it
 	w.written += int64(n)
-	w.mu.Lock()
-	w.size = w.written
 	if w.grown != nil {
 		w.grown.Broadcast()
 	}
@@ -133,10 +131,10 @@ type follower struct {
 func (f *follower) Read(p []byte) (int, error) {
 	w := f.w
 	w.mu.Lock()
-	for f.off >= w.size && !w.sealed {
+	for f.off >= w.written && !w.sealed {
 		w.grown.Wait()
 	}
-	avail, sealErr := w.size-f.off, w.sealErr
+	avail, sealErr := w.written-f.off, w.sealErr
 	w.mu.Unlock()
 	if sealErr != nil {
 		return 0, sealErr
