@@ -158,8 +158,46 @@ func backupsOf(objs []sinks.Object, db string) []Backup {
 		slices.SortFunc(d, func(a, b format.DrillMark) int { return b.Time.Compare(a.Time) })
 		out = append(out, Backup{Name: n, Key: o.Key, Size: o.Size, HasChecksum: sums[o.Key], HasManifest: manifests[o.Key], Drills: d})
 	}
-	slices.SortFunc(out, func(a, b Backup) int { return b.Time.Compare(a.Time) })
+	sortNewestFirst(out)
 	return out
+}
+
+// sortNewestFirst sorts bs by time, newest first (equal times in listing
+// order). It sorts small (time, index) pairs and then moves each backup
+// once: sorting the backups themselves moves 130-byte values around
+// twenty times each at 100,000 backups.
+func sortNewestFirst(bs []Backup) {
+	type at struct {
+		t time.Time
+		i int
+	}
+	order := make([]at, len(bs))
+	for i := range bs {
+		order[i] = at{bs[i].Time, i}
+	}
+	slices.SortFunc(order, func(a, b at) int {
+		if c := b.t.Compare(a.t); c != 0 {
+			return c
+		}
+		return a.i - b.i
+	})
+	// Apply the permutation in place, cycle by cycle: position j gets the
+	// backup that was at order[j].i.
+	done := make([]bool, len(bs))
+	for j := range bs {
+		if done[j] || order[j].i == j {
+			continue
+		}
+		first := bs[j]
+		k := j
+		for order[k].i != j {
+			bs[k] = bs[order[k].i]
+			done[k] = true
+			k = order[k].i
+		}
+		bs[k] = first
+		done[k] = true
+	}
 }
 
 // Usable returns the backups that count at now, newest first: a backup

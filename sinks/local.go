@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -224,11 +225,24 @@ func walkDir(dir, rel, prefix string, fn func(key string, d fs.DirEntry) error) 
 	if err != nil {
 		return err
 	}
-	entries, err := f.ReadDir(-1)
-	f.Close()
-	if err != nil {
-		return err
+	defer f.Close()
+	// In batches: a folder of 100,000 backups is never held as
+	// 100,000 DirEntries at once.
+	for {
+		entries, rerr := f.ReadDir(1024)
+		if err := walkEntries(entries, dir, rel, prefix, fn); err != nil {
+			return err
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
 	}
+}
+
+func walkEntries(entries []fs.DirEntry, dir, rel, prefix string, fn func(key string, d fs.DirEntry) error) error {
 	for _, d := range entries {
 		key := d.Name()
 		if rel != "" {
@@ -261,6 +275,11 @@ func (l *Local) scan(prefix string, stat bool) ([]Object, []Leftover, error) {
 	var left []Leftover
 	err := l.walk(prefix, func(key string, d fs.DirEntry) error {
 		if !stat && !isTemp(d.Name()) {
+			if len(objs) == cap(objs) {
+				// Doubling: append's gentler growth copies a listing
+				// of 100,000 keys about four times over.
+				objs = slices.Grow(objs, max(len(objs), 256))
+			}
 			objs = append(objs, Object{Key: key})
 			return nil
 		}
