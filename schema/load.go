@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
@@ -233,6 +235,9 @@ func (l *loader) addCUE(err error, data cue.Value) {
 		alts  []string
 		got   string
 		other []string
+		// unknown: the field is not allowed where it is, so what its
+		// value should be is beside the point.
+		unknown bool
 	}
 	groups := map[string]*group{}
 	var order []string
@@ -269,8 +274,13 @@ func (l *loader) addCUE(err error, data cue.Value) {
 		}
 		msg := fmt.Sprintf(format, args...)
 		if strings.Contains(msg, "field not allowed") {
+			g.unknown = true
 			msg = "unknown field (not in the schema; check the spelling)"
-			if s := suggest(lastName(path)); s != "" {
+			if h := fieldHomes()[lastName(path)]; len(h) > 0 {
+				// A real field in the wrong place (indentation, or a
+				// database's field under a storage).
+				msg = fmt.Sprintf("%s is not a field here: it belongs under %s", lastName(path), strings.Join(h, " or "))
+			} else if s := suggest(lastName(path)); s != "" {
 				msg = fmt.Sprintf("unknown field (not in the schema): did you mean %s?", s)
 			}
 		}
@@ -292,7 +302,7 @@ func (l *loader) addCUE(err error, data cue.Value) {
 				g.other[i] = "invalid value " + secret.Redacted
 			}
 		}
-		if want, ok := friendly(path); ok && (len(g.alts) > 0 || len(g.other) > 0) {
+		if want, ok := friendly(path); ok && !g.unknown && (len(g.alts) > 0 || len(g.other) > 0) {
 			got := g.got
 			if got == "" && data.Exists() {
 				if dv := data.LookupPath(cue.ParsePath(path)); dv.Exists() {
@@ -455,6 +465,44 @@ var fieldNames = func() []string {
 	}
 	return uniq(out)
 }()
+
+// fieldHomes maps each field name of the schema to the places it may be
+// written ("databases[].connection"), for a field put in the wrong place.
+var fieldHomes = sync.OnceValue(func() map[string][]string {
+	homes := map[string][]string{}
+	root := cuecontext.New().CompileString(schemaSource).LookupPath(cue.ParsePath("#Config"))
+	var walk func(v cue.Value, at string, depth int)
+	walk = func(v cue.Value, at string, depth int) {
+		if depth > 8 {
+			return
+		}
+		if v.IncompleteKind() == cue.ListKind {
+			walk(v.LookupPath(cue.MakePath(cue.AnyIndex)), at+"[]", depth+1)
+			return
+		}
+		it, err := v.Fields(cue.Optional(true))
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			name := it.Selector().Unquoted()
+			home := at
+			if home == "" {
+				home = "the top level"
+			}
+			if !slices.Contains(homes[name], home) {
+				homes[name] = append(homes[name], home)
+			}
+			next := name
+			if at != "" {
+				next = at + "." + name
+			}
+			walk(it.Value(), next, depth+1)
+		}
+	}
+	walk(root, "", 0)
+	return homes
+})
 
 // suggest returns the declared field name nearest to a misspelt one, if
 // one is close enough to be what was meant.
