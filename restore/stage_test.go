@@ -17,7 +17,9 @@ import (
 	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/internal/testenv"
 	"github.com/backupkit/backupkit/pg"
+	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/restore"
+	"github.com/backupkit/backupkit/sinks"
 )
 
 // watchStaging records, while a restore runs, every staging database it
@@ -53,6 +55,68 @@ func startWatch(t *testing.T, p testenv.PG) *watchStaging {
 		}
 	}()
 	return w
+}
+
+// sawTables says whether a staging database held a table yet.
+func (w *watchStaging) sawTables() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.tables {
+		if k > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// gatedSink holds reads of its objects at byte at until open() says so
+// (or 30 s passed): the check pass cannot reach a bad chunk before the
+// staged restore got going, whatever the machine's speed.
+type gatedSink struct {
+	sinks.Sink
+	at   int64
+	open func() bool
+}
+
+func (g gatedSink) Pin(ctx context.Context, key string) (sinks.Pinned, error) {
+	p, err := g.Sink.Pin(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return gatedPin{p, g}, nil
+}
+
+type gatedPin struct {
+	sinks.Pinned
+	g gatedSink
+}
+
+func (p gatedPin) Open(ctx context.Context) (io.ReadCloser, error) {
+	rc, err := p.Pinned.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedReader{ReadCloser: rc, g: p.g}, nil
+}
+
+type gatedReader struct {
+	io.ReadCloser
+	g   gatedSink
+	off int64
+}
+
+func (r *gatedReader) Read(p []byte) (int, error) {
+	if r.off < r.g.at && r.off+int64(len(p)) > r.g.at {
+		p = p[:r.g.at-r.off]
+	}
+	if r.off == r.g.at {
+		for end := time.Now().Add(30 * time.Second); !r.g.open() && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	n, err := r.ReadCloser.Read(p)
+	r.off += int64(n)
+	return n, err
 }
 
 // end stops watching and returns the staging database the restore's log
@@ -203,14 +267,22 @@ func TestStagedRestoreRefusedLeavesNothing(t *testing.T) {
 			w := startWatch(t, p)
 			var logs bytes.Buffer
 			tmp := t.TempDir()
-			_, err := restore.Run(context.Background(), store(t, bad, ext), restore.Options{Target: connFor(p, dst), Jobs: jobs, TempDir: tmp,
+			dir := t.TempDir()
+			key := format.Key("app", testTime, ext)
+			if _, err := repo.Write(context.Background(), sinks.NewLocal("local", dir), key, bytes.NewReader(bad)); err != nil {
+				t.Fatal(err)
+			}
+			// The bytes before the bad part are read, then held until
+			// pg_restore created tables in the staging database.
+			src := resolve(t, gatedSink{Sink: sinks.NewLocal("local", dir), at: int64(len(bad) * 8 / 10), open: w.sawTables}, "local:"+key)
+			_, err := restore.Run(context.Background(), src, restore.Options{Target: connFor(p, dst), Jobs: jobs, TempDir: tmp,
 				Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
 			if !errors.Is(err, restore.ErrRefused) {
 				t.Fatalf("%s, jobs %d: %v, want a refusal", name, jobs, err)
 			}
 			staging, tables := w.end(t, &logs)
 			if tables == 0 {
-				t.Fatalf("%s, jobs %d: the staging database held no table before the refusal, so this case tests nothing", name, jobs)
+				t.Fatalf("%s, jobs %d: the staging database held no table before the refusal, so this case tests nothing: %v\n%s", name, jobs, err, logs.String())
 			}
 			if exists(t, p, dst) || exists(t, p, staging) {
 				t.Fatalf("%s, jobs %d: target %v, staging %v left after a refused backup", name, jobs, exists(t, p, dst), exists(t, p, staging))
