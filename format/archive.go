@@ -110,6 +110,31 @@ type archReader struct {
 	intSize int
 	offSize int
 	version int
+
+	hooks  WalkHooks
+	toldAt int64 // the position last told to hooks.At
+}
+
+// WalkHooks follow a walk as it goes (each may be nil), for readers of
+// the walked bytes that want only parts of them: positions are offsets
+// in the stream, and a hook is only told about bytes already read.
+type WalkHooks struct {
+	// TOC: the header and table of contents end at pos, where the
+	// first data block (if any) starts.
+	TOC func(pos int64)
+	// Block: a data block of entry id starts at start.
+	Block func(id int, start int64)
+	// At: everything before pos was walked (told about every MiB inside
+	// data blocks, and at the end of the archive).
+	At func(pos int64)
+}
+
+// tellAt calls hooks.At when the walk moved on by a MiB, or always.
+func (a *archReader) tellAt(always bool) {
+	if a.hooks.At != nil && (always || a.pos-a.toldAt >= 1<<20) {
+		a.toldAt = a.pos
+		a.hooks.At(a.pos)
+	}
 }
 
 func (a *archReader) fail(format string, args ...any) error {
@@ -195,7 +220,12 @@ func (a *archReader) skip(n int64) error {
 // table data it can decode. An archive that is malformed, stops early or
 // has bytes after its last block is an error (ErrArchive or ErrTruncated).
 func WalkArchive(r io.Reader) (*ArchiveInfo, error) {
-	a := &archReader{r: bufio.NewReaderSize(r, 64<<10)}
+	return WalkArchiveWith(r, WalkHooks{})
+}
+
+// WalkArchiveWith is WalkArchive telling hooks how far it got.
+func WalkArchiveWith(r io.Reader, hooks WalkHooks) (*ArchiveInfo, error) {
+	a := &archReader{r: bufio.NewReaderSize(r, 64<<10), hooks: hooks}
 	info, err := a.header()
 	if err != nil {
 		return nil, err
@@ -204,10 +234,14 @@ func WalkArchive(r io.Reader) (*ArchiveInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if hooks.TOC != nil {
+		hooks.TOC(a.pos)
+	}
 	for {
 		start := a.pos
 		typ, err := a.r.ReadByte()
 		if err == io.EOF {
+			a.tellAt(true)
 			return info, nil
 		}
 		if err != nil {
@@ -224,6 +258,9 @@ func WalkArchive(r io.Reader) (*ArchiveInfo, error) {
 		}
 		e.DataAt = start
 		info.DataBlocks++
+		if hooks.Block != nil {
+			hooks.Block(int(id), start)
+		}
 		switch typ {
 		case blockData:
 			e.Rows, err = a.chunks(info.Compression, e.Desc == "TABLE DATA")
@@ -412,6 +449,7 @@ func (a *archReader) chunks(compression string, rows bool) (int64, error) {
 			}
 			return -1, err
 		}
+		a.tellAt(false)
 		if n == 0 {
 			break
 		}

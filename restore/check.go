@@ -123,7 +123,7 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 				spool.giveUp() // the staged restore reads nothing again
 			}
 		}
-		c.Archive, c.Entries, err = checkArchive(ctx, c.Tool.Path, r)
+		c.Archive, c.Entries, err = checkArchive(ctx, c.Tool.Path, r, spool.hooks())
 		if f := spool.file(); err == nil && f != nil && !st.started() {
 			// Tell pg_restore where each block is (--jobs seeks to them).
 			err = format.PatchOffsets(f, c.Archive)
@@ -175,7 +175,7 @@ func (c *Checked) fits(src Source, o CheckOptions) error {
 // pg_restore --list reads its table of contents (so the pg_restore that
 // will restore it can), and the walk checks every data block is there,
 // whole, to the end of the stream.
-func checkArchive(ctx context.Context, tool string, r io.Reader) (*format.ArchiveInfo, int, error) {
+func checkArchive(ctx context.Context, tool string, r io.Reader, hooks format.WalkHooks) (*format.ArchiveInfo, int, error) {
 	pr, pw := io.Pipe()
 	type walked struct {
 		info *format.ArchiveInfo
@@ -183,7 +183,7 @@ func checkArchive(ctx context.Context, tool string, r io.Reader) (*format.Archiv
 	}
 	done := make(chan walked, 1)
 	go func() {
-		info, err := format.WalkArchive(pr)
+		info, err := format.WalkArchiveWith(pr, hooks)
 		if err == nil {
 			err = errors.New("the archive ended before the stream did")
 			if _, rerr := pr.Read(make([]byte, 1)); rerr == io.EOF {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/backupkit/backupkit/format"
 )
 
 // Spool files are named backupkit-restore-<pid>-<random>.dump, so a
@@ -54,6 +56,19 @@ type spoolWriter struct {
 	grown   *sync.Cond
 	sealed  bool // the check pass ended: with sealErr, or whole
 	sealErr error
+
+	// The walk's map of what is written, so a job is handed only its
+	// own tables' blocks: where the table of contents ends (once
+	// tocKnown), where each data block starts, and how far the walk got.
+	tocEnd   int64
+	tocKnown bool
+	blocks   []spoolBlock
+	walked   int64
+}
+
+type spoolBlock struct {
+	id    int
+	start int64
 }
 
 // spoolFlushEvery is how much is written before its write-back starts.
@@ -148,6 +163,107 @@ func (f *follower) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// hooks map the archive for parts as the check pass walks it.
+func (w *spoolWriter) hooks() format.WalkHooks {
+	if !w.needed() {
+		return format.WalkHooks{}
+	}
+	update := func(f func()) {
+		w.mu.Lock()
+		f()
+		if w.grown != nil {
+			w.grown.Broadcast()
+		}
+		w.mu.Unlock()
+	}
+	return format.WalkHooks{
+		TOC:   func(pos int64) { update(func() { w.tocEnd, w.tocKnown = pos, true }) },
+		Block: func(id int, start int64) { update(func() { w.blocks = append(w.blocks, spoolBlock{id, start}) }) },
+		At:    func(pos int64) { update(func() { w.walked = pos }) },
+	}
+}
+
+// part returns a follower that reads only the header and table of
+// contents, then the data blocks of the entries in want, in stream
+// order: the archive a pg_restore --use-list of those entries reads
+// from a stream, without the other jobs' tables to pass over. Like a
+// follower it ends at the spool's end when the check pass passed, with
+// its error when it failed.
+func (w *spoolWriter) part(want map[int]bool) io.Reader {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.grown == nil {
+		w.grown = sync.NewCond(&w.mu)
+	}
+	return &part{w: w, want: want, cur: -1, inBlock: true}
+}
+
+type part struct {
+	w       *spoolWriter
+	want    map[int]bool
+	off     int64
+	cur     int  // the block being read (-1: the table of contents)
+	inBlock bool // cur is not read to its end yet
+	scan    int  // the next block to consider
+}
+
+func (f *part) Read(p []byte) (int, error) {
+	w := f.w
+	w.mu.Lock()
+	for {
+		if w.sealErr != nil {
+			w.mu.Unlock()
+			return 0, w.sealErr
+		}
+		if f.inBlock {
+			end, final := f.end()
+			if f.off < end {
+				n := min(int64(len(p)), end-f.off)
+				w.mu.Unlock()
+				k, err := w.f.ReadAt(p[:n], f.off)
+				f.off += int64(k)
+				if err == io.EOF && k > 0 {
+					err = nil
+				}
+				return k, err
+			}
+			if final {
+				f.inBlock = false
+				continue
+			}
+		} else if f.scan < len(w.blocks) {
+			b := w.blocks[f.scan]
+			f.scan++
+			if f.want[b.id] {
+				f.cur, f.inBlock, f.off = f.scan-1, true, b.start
+			}
+			continue
+		} else if w.sealed {
+			w.mu.Unlock()
+			return 0, io.EOF
+		}
+		w.grown.Wait()
+	}
+}
+
+// end is how far the current block may be read now, and whether that
+// is its end. Called with w.mu held.
+func (f *part) end() (int64, bool) {
+	w := f.w
+	switch {
+	case f.cur < 0:
+		return w.tocEnd, w.tocKnown
+	case f.cur+1 < len(w.blocks):
+		return w.blocks[f.cur+1].start, true
+	case w.sealed:
+		return w.written, true // the last block ends with the stream
+	default:
+		// The walk's position is inside this block (the next one has
+		// not started), and all of it is written.
+		return max(w.walked, w.blocks[f.cur].start), false
+	}
 }
 
 // needed says whether the spool must hold the whole archive (--jobs).

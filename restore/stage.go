@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -168,8 +169,8 @@ func (s *stage) end(err error) {
 // parallel is a --jobs restore of the pre-data and data sections from
 // the spool as it grows: first the definitions, then the table data in
 // o.Jobs processes, each with its share of the tables (the largest
-// first, by the manifest's row counts), reading the stream in order and
-// passing over the other processes' tables.
+// first, by the manifest's row counts), each reading the table of
+// contents and its own tables' blocks in stream order.
 func (s *stage) parallel(ctx context.Context, tool string) error {
 	toc, err := exec.ListTOC(ctx, tool, s.spool.follow())
 	if err != nil {
@@ -193,10 +194,19 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 			return err
 		}
 		defer os.Remove(file)
+		// Each job reads only its own tables' blocks: passing over the
+		// others' would pipe the whole archive through every job.
+		want := map[int]bool{}
+		for _, line := range list {
+			id, _, _ := strings.Cut(line, ";")
+			if n, err := strconv.Atoi(strings.TrimSpace(id)); err == nil {
+				want[n] = true
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"data"}, UseList: file}, "", s.spool.follow())
+			err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"data"}, UseList: file}, "", s.spool.part(want))
 			if err != nil {
 				once.Do(func() { first = err; cancel() })
 			}

@@ -1,0 +1,184 @@
+package restore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/testenv"
+)
+
+// spoolAsChecked writes archive to a spool the way the check pass does
+// (in small pieces, each written before the walk sees it; with lag, all
+// of it before the walk starts) while parts read it, and returns what
+// each part read.
+func spoolAsChecked(t *testing.T, archive []byte, wants []map[int]bool, lag bool, sealErr error) ([][]byte, []error, *format.ArchiveInfo) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &spoolWriter{f: f, required: true}
+	type got struct {
+		b   []byte
+		err error
+	}
+	outs := make([]chan got, len(wants))
+	for i, want := range wants {
+		outs[i] = make(chan got, 1)
+		r := w.part(want)
+		go func() {
+			b, err := io.ReadAll(r)
+			outs[i] <- got{b, err}
+		}()
+	}
+	pr, pw := io.Pipe()
+	walked := make(chan *format.ArchiveInfo, 1)
+	go func() {
+		info, err := format.WalkArchiveWith(pr, w.hooks())
+		if err != nil {
+			t.Error(err)
+		}
+		io.Copy(io.Discard, pr)
+		walked <- info
+	}()
+	write := func(b []byte) {
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lag {
+		// All is written before the walk starts: a part must not take
+		// written bytes the walk has not placed yet.
+		for rest := archive; len(rest) > 0; rest = rest[min(len(rest), 1000):] {
+			write(rest[:min(len(rest), 1000)])
+		}
+	}
+	for rest := archive; len(rest) > 0; rest = rest[min(len(rest), 1000):] {
+		if !lag {
+			write(rest[:min(len(rest), 1000)])
+		}
+		pw.Write(rest[:min(len(rest), 1000)])
+	}
+	pw.Close()
+	info := <-walked
+	w.seal(sealErr)
+	var bs [][]byte
+	var errs []error
+	for _, o := range outs {
+		g := <-o
+		bs, errs = append(bs, g.b), append(errs, g.err)
+	}
+	return bs, errs, info
+}
+
+// A part holds the header and table of contents, then exactly the
+// blocks of its entries in stream order, and pg_restore restores those
+// tables from it as from a stream.
+func TestSpoolParts(t *testing.T) {
+	p := testenv.Postgres(t)
+	db := p.NewDB(t, "bk_parts")
+	p.Query(t, db, `CREATE TABLE a AS SELECT g, md5(g::text) AS m FROM generate_series(1, 20000) g;
+CREATE TABLE b AS SELECT g, repeat('b', 50) AS x FROM generate_series(1, 30000) g;
+CREATE TABLE c AS SELECT g FROM generate_series(1, 5) g;
+CREATE SEQUENCE s; SELECT setval('s', 42);`)
+	cmd := osexec.Command("pg_dump", "-Fc", "-Z0", "-h", p.Host, "-p", fmt.Sprint(p.Port), "-U", p.User, db)
+	archive, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := format.WalkArchive(bytes.NewReader(archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int{}
+	var starts []int64 // of every block, in stream order
+	for _, e := range info.Entries {
+		if e.Desc == "TABLE DATA" {
+			ids[e.Tag] = e.DumpID
+		}
+		if e.DataAt > 0 {
+			starts = append(starts, e.DataAt)
+		}
+	}
+	blockOf := func(id int) []byte {
+		for _, e := range info.Entries {
+			if e.DumpID == id {
+				end := int64(len(archive))
+				for _, s := range starts {
+					if s > e.DataAt && s < end {
+						end = s
+					}
+				}
+				return archive[e.DataAt:end]
+			}
+		}
+		t.Fatalf("no entry %d", id)
+		return nil
+	}
+	tocEnd := slices.Min(starts)
+	wants := []map[int]bool{
+		{ids["a"]: true, ids["c"]: true},
+		{ids["b"]: true},
+		{}, // the table of contents only
+	}
+	parts, errs, _ := spoolAsChecked(t, archive, wants, false, nil)
+	lagged, lerrs, _ := spoolAsChecked(t, archive, wants, true, nil)
+	for i, want := range wants {
+		if lerrs[i] != nil || !bytes.Equal(lagged[i], parts[i]) {
+			t.Fatalf("part %d with the walk behind the spool: %d bytes (%v), without: %d", i, len(lagged[i]), lerrs[i], len(parts[i]))
+		}
+		if errs[i] != nil {
+			t.Fatalf("part %d: %v", i, errs[i])
+		}
+		exp := bytes.Clone(archive[:tocEnd])
+		for _, e := range info.Entries { // stream order of the blocks is the entries' order here
+			if want[e.DumpID] {
+				exp = append(exp, blockOf(e.DumpID)...)
+			}
+		}
+		if !bytes.Equal(parts[i], exp) {
+			t.Fatalf("part %d: %d bytes, want %d (header and its blocks)", i, len(parts[i]), len(exp))
+		}
+	}
+	// pg_restore reads a part as a stream and finds its tables' data.
+	for i, tables := range [][]string{{"a", "c"}, {"b"}} {
+		var list strings.Builder
+		for _, tb := range tables {
+			fmt.Fprintf(&list, "%d; 0 0 TABLE DATA public %s %s\n", ids[tb], tb, p.User)
+		}
+		lf := filepath.Join(t.TempDir(), "list")
+		os.WriteFile(lf, []byte(list.String()), 0o600)
+		cmd := osexec.Command("pg_restore", "--use-list", lf, "-f", "-")
+		cmd.Stdin = bytes.NewReader(parts[i])
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pg_restore of part %d: %v: %s", i, err, out)
+		}
+		for _, tb := range tables {
+			if !strings.Contains(string(out), "COPY public."+tb+" ") {
+				t.Fatalf("part %d: no COPY of %s in pg_restore's output", i, tb)
+			}
+		}
+		if strings.Count(string(out), "COPY public.") != len(tables) {
+			t.Fatalf("part %d: pg_restore restored other tables too:\n%s", i, out)
+		}
+	}
+	// A check pass that fails ends every part with its error.
+	bad := errors.New("chunk 7 failed authentication")
+	_, errs, _ = spoolAsChecked(t, archive, wants, false, bad)
+	for i, err := range errs {
+		if !errors.Is(err, bad) {
+			t.Fatalf("part %d after a failed check: %v, want the check's error", i, err)
+		}
+	}
+}
