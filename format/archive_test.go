@@ -50,6 +50,21 @@ func TestWalkRealArchives(t *testing.T) {
 		if info.Database != db || info.DataBlocks != 5 || !strings.HasPrefix(info.ServerVersion, "1") {
 			t.Fatalf("%v: %+v", flags, info)
 		}
+		// Block sizes: the blocks tile the stream from the first one to
+		// the end, and a table's size is its block's.
+		first, sum := int64(len(data)), int64(0)
+		for _, e := range info.Entries {
+			if e.DataAt > 0 {
+				first, sum = min(first, e.DataAt), sum+e.Bytes
+				if e.Bytes <= 0 || e.DataAt+e.Bytes > int64(len(data)) {
+					t.Fatalf("%v: entry %d: block at %d of %d bytes in %d", flags, e.DumpID, e.DataAt, e.Bytes, len(data))
+				}
+			}
+		}
+		sizes := info.TableBytes()
+		if sum != int64(len(data))-first || len(sizes) != len(want) || sizes["public.t"] <= sizes["s.u"] || sizes["public.empty"] <= 0 {
+			t.Fatalf("%v: blocks cover %d of the %d bytes after %d; table sizes %v", flags, sum, int64(len(data))-first, first, sizes)
+		}
 		// Every cut is noticed, and so is anything appended.
 		for _, cut := range []int{0, 5, 11, 100, len(data) / 3, len(data) / 2, len(data) - 100, len(data) - 1} {
 			_, err := format.WalkArchive(bytes.NewReader(data[:cut]))

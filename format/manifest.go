@@ -37,6 +37,9 @@ type Manifest struct {
 	// read the backup (format.Fingerprint).
 	Recipients []string         `json:"recipients,omitempty"`
 	Tables     map[string]int64 `json:"tables"` // schema.table → rows (-1: not counted)
+	// TableBytes: schema.table → bytes of its data in the archive (a
+	// --jobs restore shares tables out by it; older manifests lack it).
+	TableBytes map[string]int64 `json:"table_bytes,omitempty"`
 	// Kind is "globals" for a server's roles and tablespaces
 	// (pg_dumpall --globals-only), empty for a database's dump.
 	Kind string `json:"kind,omitempty"`

@@ -435,7 +435,7 @@ func (r *Runner) manifest(db *Database, key string, start time.Time, d exec.Dump
 		m.Kind, m.NoRolePasswords, m.DBName = "globals", d.NoRolePasswords, ""
 	}
 	if a := d.Archive; a != nil {
-		m.PgDumpVersion, m.ServerVersion, m.ArchiveVersion, m.Tables = a.DumpVersion, a.ServerVersion, a.Version, a.Tables()
+		m.PgDumpVersion, m.ServerVersion, m.ArchiveVersion, m.Tables, m.TableBytes = a.DumpVersion, a.ServerVersion, a.Version, a.Tables(), a.TableBytes()
 	}
 	return m
 }

@@ -101,9 +101,11 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 		st = &stage{o: o}
 		defer st.drop(ctx)
 		if o.Jobs > 1 {
-			// Row counts share the tables out among the jobs.
+			// The manifest's table sizes (bytes, or rows in an older
+			// one) share the tables out among the jobs: only a hint,
+			// so an unreadable manifest just leaves them unsized.
 			if m, err := repo.ReadManifest(ctx, src.sink, src.Key); err == nil && m != nil {
-				st.rows = m.Tables
+				st.sizes = tableSizes(m)
 			}
 		}
 	}
@@ -355,4 +357,13 @@ func Decrypt(ctx context.Context, src Source, o CheckOptions, w io.Writer) (int6
 	}
 	defer dec.Close()
 	return io.Copy(w, dec)
+}
+
+// tableSizes is what shares tables out among --jobs: each table's bytes
+// in the archive, or its rows where the manifest predates sizes.
+func tableSizes(m *format.Manifest) map[string]int64 {
+	if len(m.TableBytes) > 0 {
+		return m.TableBytes
+	}
+	return m.Tables
 }

@@ -33,9 +33,9 @@ type stage struct {
 	conn   pg.Conn // the staging database
 	lock   *pg.Lock
 	cancel context.CancelFunc
-	pw     *io.PipeWriter // one job: pg_restore's input
-	spool  *spoolWriter   // --jobs: what the jobs read
-	rows   map[string]int64
+	pw     *io.PipeWriter   // one job: pg_restore's input
+	spool  *spoolWriter     // --jobs: what the jobs read
+	sizes  map[string]int64 // schema.table → bytes (or rows), for --jobs
 
 	exited  chan struct{}
 	err     error // pg_restore's result, once exited is closed
@@ -169,8 +169,8 @@ func (s *stage) end(err error) {
 // parallel is a --jobs restore of the pre-data and data sections from
 // the spool as it grows: first the definitions, then the table data in
 // o.Jobs processes, each with its share of the tables (the largest
-// first, by the manifest's row counts), each reading the table of
-// contents and its own tables' blocks in stream order.
+// first, by the manifest's sizes), each reading the table of contents
+// and its own tables' blocks in stream order.
 func (s *stage) parallel(ctx context.Context, tool string) error {
 	toc, err := exec.ListTOC(ctx, tool, s.spool.follow())
 	if err != nil {
@@ -186,7 +186,7 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 		once  sync.Once
 		first error
 	)
-	for i, list := range splitData(toc, s.o.Jobs, s.rows) {
+	for i, list := range splitData(toc, s.o.Jobs, s.sizes) {
 		file := fmt.Sprintf("%s.list%d", s.spool.f.Name(), i)
 		if err := os.WriteFile(file, []byte(strings.Join(list, "\n")+"\n"), 0o600); err != nil {
 			cancel()
@@ -218,10 +218,11 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 
 // splitData splits the entries of a pg_restore --list into at most n
 // lists for the data section: the TABLE DATA entries shared out largest
-// first (by rows) to the list with the least so far, and every other
-// entry (sequence values, large objects) in the first list. Each list
-// keeps the archive's order, which a stream can only be read in.
-func splitData(toc []string, n int, rows map[string]int64) [][]string {
+// first (by sizes: bytes, or rows) to the list with the least so far,
+// and every other entry (sequence values, large objects) in the first
+// list. Each list keeps the archive's order, which a stream can only be
+// read in.
+func splitData(toc []string, n int, sizes map[string]int64) [][]string {
 	type entry struct {
 		i    int
 		line string
@@ -237,7 +238,7 @@ func splitData(toc []string, n int, rows map[string]int64) [][]string {
 		_, rest, _ := strings.Cut(line, ";")
 		f := strings.Fields(rest)
 		if len(f) >= 6 && f[2] == "TABLE" && f[3] == "DATA" {
-			data = append(data, entry{i, line, rows[f[4]+"."+f[5]]})
+			data = append(data, entry{i, line, sizes[f[4]+"."+f[5]]})
 		} else {
 			lists[0] = append(lists[0], entry{i, line, 0})
 		}

@@ -3,6 +3,8 @@ package restore
 import (
 	"reflect"
 	"testing"
+
+	"github.com/backupkit/backupkit/format"
 )
 
 func TestSplitData(t *testing.T) {
@@ -32,5 +34,26 @@ func TestSplitData(t *testing.T) {
 	// tables are shared out in turn.
 	if got := splitData(toc[:5], 8, nil); len(got) != 2 || len(got[0]) != 2 || len(got[1]) != 1 {
 		t.Fatalf("split %q", got)
+	}
+}
+
+// Wide rows: by bytes, one table of few wide rows outweighs one of many
+// narrow rows; a manifest without sizes falls back to rows.
+func TestTableSizes(t *testing.T) {
+	toc := []string{
+		"10; 0 1 TABLE DATA public docs app",
+		"11; 0 2 TABLE DATA public events app",
+		"12; 0 3 TABLE DATA public tags app",
+	}
+	m := &format.Manifest{
+		Tables:     map[string]int64{"public.docs": 1000, "public.events": 900000, "public.tags": 800000},
+		TableBytes: map[string]int64{"public.docs": 900 << 20, "public.events": 40 << 20, "public.tags": 30 << 20},
+	}
+	if got, want := splitData(toc, 2, tableSizes(m)), [][]string{{toc[0]}, {toc[1], toc[2]}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("by bytes: %q, want docs alone", got)
+	}
+	m.TableBytes = nil
+	if got, want := splitData(toc, 2, tableSizes(m)), [][]string{{toc[1]}, {toc[0], toc[2]}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("by rows: %q, want events alone", got)
 	}
 }

@@ -49,6 +49,10 @@ func TestDrillPagilaPassesAndLeavesNothing(t *testing.T) {
 		m.StoredBytes != bs[0].Size || len(m.SHA256) != 64 || m.Compression != format.Zstd || !strings.Contains(m.Encryption, "argon2id") {
 		t.Fatalf("manifest %+v", m)
 	}
+	// Table sizes in bytes, for sharing tables out among restore jobs.
+	if b := m.TableBytes; len(b) != len(m.Tables) || b["public.rental"] <= 0 || b["public.film"] <= 0 || b["public.rental"]+b["public.film"] >= m.RawBytes {
+		t.Fatalf("manifest table_bytes %v (raw %d)", b, m.RawBytes)
+	}
 	l := mustCLI(t, 0, "list", "-c", cfg, "-o", "json")
 	if !strings.Contains(l, `"manifest"`) || !strings.Contains(l, `"public.film": 1000`) {
 		t.Fatalf("list -o json lacks the manifest:\n%s", l)
