@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -457,15 +458,6 @@ func friendly(path string) (string, bool) {
 	return "", false
 }
 
-// fieldNames are the field names the schema declares, for suggestions.
-var fieldNames = func() []string {
-	var out []string
-	for _, m := range regexp.MustCompile(`(?m)^\s*([a-z_]+)\??:`).FindAllStringSubmatch(schemaSource, -1) {
-		out = append(out, m[1])
-	}
-	return uniq(out)
-}()
-
 // fieldHomes maps each field name of the schema to the places it may be
 // written ("databases[].connection"), for a field put in the wrong place.
 var fieldHomes = sync.OnceValue(func() map[string][]string {
@@ -508,7 +500,8 @@ var fieldHomes = sync.OnceValue(func() map[string][]string {
 // one is close enough to be what was meant.
 func suggest(name string) string {
 	best, dist := "", 3
-	for _, f := range fieldNames {
+	names := slices.Sorted(maps.Keys(fieldHomes()))
+	for _, f := range names {
 		if d := levenshtein.ComputeDistance(name, f); d < dist && d < len(f)/2+1 {
 			best, dist = f, d
 		}
