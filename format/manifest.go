@@ -111,8 +111,11 @@ type DrillMark struct {
 // ParseDrillKey reports whether k names a drill result, and of which
 // backup key.
 func ParseDrillKey(k string) (backup string, m DrillMark, ok bool) {
+	if !strings.HasSuffix(k, ".json") {
+		return "", m, false
+	}
 	i := strings.LastIndex(k, drillMark)
-	if i < 0 || !strings.HasSuffix(k, ".json") {
+	if i < 0 {
 		return "", m, false
 	}
 	rest := strings.TrimSuffix(k[i+len(drillMark):], ".json")

@@ -67,7 +67,11 @@ const tempMarker = ".tmp-"
 
 var tempName = regexp.MustCompile(`^\..+\.tmp-[0-9a-f]{12}$`)
 
-func isTemp(base string) bool { return tempName.MatchString(base) }
+// isTemp reports whether base is a temp file's name. The cheap test
+// first: a plan asks this of every file in the storage.
+func isTemp(base string) bool {
+	return strings.HasPrefix(base, ".") && strings.Contains(base, tempMarker) && tempName.MatchString(base)
+}
 
 func (l *Local) path(key string) (string, error) {
 	clean := path.Clean("/" + key)[1:]

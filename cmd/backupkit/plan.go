@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -54,6 +56,13 @@ func (g *globals) plan(cmd *cobra.Command, o planOptions) error {
 	}
 	if err := outputFlag(o.output); err != nil {
 		return err
+	}
+	// plan only lists and prints, so its heap is the listing, live to
+	// the end: collecting it at every tripling rather than every
+	// doubling saves a tenth of the run at 100,000 backups for 2 MiB.
+	// GOGC, when set, still decides.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(200))
 	}
 	a, err := g.open(cmd.Context(), o.db)
 	if err != nil {
@@ -170,11 +179,19 @@ func appendAction(b []byte, a actionJSON) []byte {
 	return append(b, '}')
 }
 
+// jsonPlain marks the bytes encoding/json writes as they are.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendJSONString quotes s as encoding/json does; strings with anything
 // to escape go through encoding/json itself.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !jsonPlain[s[i]] {
 			q, _ := json.Marshal(s)
 			return append(b, q...)
 		}

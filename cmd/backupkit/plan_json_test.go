@@ -20,3 +20,14 @@ func TestAppendActionIsJSON(t *testing.T) {
 		}
 	}
 }
+
+// appendJSONString quotes every single byte as encoding/json does.
+func TestAppendJSONStringEveryByte(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		s := "a" + string([]byte{byte(c)}) + "b"
+		want, _ := json.Marshal(s)
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Errorf("byte %#x: got %s, want %s", c, got, want)
+		}
+	}
+}
