@@ -171,10 +171,11 @@ func copyAhead(w io.Writer, r io.Reader) (int64, error) {
 	return total, readErr
 }
 
-// growPipe asks for a 1 MiB pipe buffer (Linux), so pg_dump can run
-// further ahead; failure is harmless.
-func growPipe(r io.Reader) {
-	if f, ok := r.(interface {
+// growPipe asks for a 1 MiB buffer (Linux) for a pipe to or from a
+// tool, so the writer runs further ahead of the reader and both wake
+// less often; failure is harmless.
+func growPipe(p any) {
+	if f, ok := p.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	}); ok {
 		if rc, err := f.SyscallConn(); err == nil {
