@@ -185,9 +185,9 @@ func main() {
 		dropdb(target)
 	}
 	if groups["plan"] {
-		pcfg := planFixture(dir)
+		pcfg, at := planFixture(dir)
 		for i := 0; i < *rounds; i++ {
-			plan.results = append(plan.results, run(bin, "", "plan", "-c", pcfg, "-o", "json"))
+			plan.results = append(plan.results, run(bin, "", "plan", "-c", pcfg, "-o", "json", "--at", at))
 		}
 	}
 	report(rowsOut, ref)
@@ -391,7 +391,12 @@ func vmHWM(pid int) int64 {
 }
 
 // planFixture writes planN empty backup files for one database.
-func planFixture(dir string) string {
+// planFixture writes (once) a storage of *planN backups a minute apart
+// and its config. It returns the config and the time to plan at: an
+// hour after the newest backup, so a backup is due and every prune is
+// weighed with and without it (the costlier plan, and the same one
+// whenever the fixture was made).
+func planFixture(dir string) (string, string) {
 	root := filepath.Join(dir, "planstore")
 	db := filepath.Join(root, "app")
 	must(os.MkdirAll(db, 0o700))
@@ -417,7 +422,12 @@ databases:
 `, root)
 	p := filepath.Join(dir, "plan.yaml")
 	must(os.WriteFile(p, []byte(cfg), 0o600))
-	return p
+	entries, err := os.ReadDir(db)
+	must(err)
+	newest := entries[len(entries)-1].Name() // ReadDir sorts by name, and names by time
+	nt, err := time.Parse("20060102_150405.000000000Z", strings.TrimSuffix(newest, ".dump.zst"))
+	must(err)
+	return p, nt.Add(time.Hour).Format(time.RFC3339)
 }
 
 func report(table []*row, ref *row) {

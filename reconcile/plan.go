@@ -245,10 +245,12 @@ func MakePlan(dbs []Database, obs Observation, now time.Time, o PlanOptions) Pla
 				}
 			}
 		}
-		p.Actions = append(p.Actions, backups...)
 		if len(p.Actions) == 0 {
-			p.Actions = prunes // 100,000 prunes are not copied
+			// 100,000 prunes are not copied: the backups go in front of
+			// them, in the room planPrunes left.
+			p.Actions = slices.Insert(prunes, 0, backups...)
 		} else {
+			p.Actions = append(p.Actions, backups...)
 			p.Actions = append(p.Actions, prunes...)
 		}
 		p.Actions = append(p.Actions, cleanups...)
@@ -309,7 +311,9 @@ func planPrunes(out []Action, db *Database, st string, current []repo.Backup, wi
 		pruned[i] = true
 	}
 	after := prunable(db, current, &now)
-	out = slices.Grow(out, len(after))
+	// One more: the planned backup goes in front of the prunes, shifted
+	// in place rather than copied with them to a larger array.
+	out = slices.Grow(out, len(after)+1)
 	conditional := reason + "; after the backup succeeds"
 	for _, i := range after {
 		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: current[i].Key, Reason: reason, Code: "retention"}

@@ -462,3 +462,37 @@ func TestObserveOnlyOneDatabase(t *testing.T) {
 		t.Fatalf("observed %v", obs)
 	}
 }
+
+// A database's due backups come first, storage by storage, then its
+// prunes, storage by storage; a second database's after the first's.
+func TestPlanOrderBackupsBeforePrunes(t *testing.T) {
+	now := ts("2026-11-25T12:30:00Z")
+	keepLast := &Retention{KeepLast: 1}
+	cfg := []Database{
+		{Name: "app", Storages: []string{"local", "s3"}, Schedule: "0 * * * *", Location: time.UTC, Retention: keepLast},
+		{Name: "web", Storages: []string{"local"}, Schedule: "0 * * * *", Location: time.UTC, Retention: keepLast},
+	}
+	h := func(db string) *Observed {
+		o := &Observed{}
+		for i := 1; i <= 3; i++ {
+			at := now.Add(-time.Duration(i) * time.Hour)
+			o.Backups = append(o.Backups, repo.Backup{Name: format.Name{Database: db, Time: at}, Key: format.Key(db, at, format.Ext{Compression: format.None})})
+		}
+		return o
+	}
+	obs := Observation{{"app", "local"}: h("app"), {"app", "s3"}: h("app"), {"web", "local"}: h("web")}
+	p := MakePlan(cfg, obs, now, PlanOptions{})
+	var got []string
+	for _, a := range p.Actions {
+		got = append(got, fmt.Sprintf("%s %s:%s", a.Type, a.Database, a.Storage))
+	}
+	want := []string{
+		"backup app:local", "backup app:s3",
+		"prune app:local", "prune app:local", "prune app:local",
+		"prune app:s3", "prune app:s3", "prune app:s3",
+		"backup web:local", "prune web:local", "prune web:local", "prune web:local",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("actions in this order:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
