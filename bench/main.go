@@ -109,7 +109,7 @@ func main() {
 	bkz := add("backupkit restore zstd+enc", "restore")
 	pgr2 := add("pg_restore -j 2", "restore")
 	bkr2 := add("backupkit restore gzip+enc --jobs 2", "restore")
-	plan := add(fmt.Sprintf("backupkit plan (%d backups)", *planN), "plan")
+	plan := add(fmt.Sprintf("backupkit plan (%d backups, one due)", *planN), "plan")
 
 	plainFile := filepath.Join(dir, "plain.dump")
 	if groups["backup"] || groups["restore"] {
