@@ -93,10 +93,17 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 	br := bufio.NewReaderSize(dec, 64<<10)
 	decoded := &countReader{r: br}
 	var r io.Reader = decoded
+	if c.Layers.Kind == format.KindCustom {
+		// What pg_restore reads (from the spool, the stage or the
+		// second pass) has each table's rows in 64 KiB chunks, not one
+		// chunk and one COPY message per row; the walk below checks the
+		// very bytes handed on.
+		r = format.Coalesce(decoded)
+	}
 	switch {
 	case spool == nil:
 	case c.Layers.Kind == format.KindCustom:
-		r = io.TeeReader(decoded, spool)
+		r = io.TeeReader(r, spool)
 	default:
 		spool.giveUp() // SQL text goes to psql from the backup itself
 	}

@@ -249,7 +249,7 @@ func (o Options) restore(ctx context.Context, p pinned, c Checked, spool *os.Fil
 	if c.Layers.Kind == format.KindSQL {
 		return exec.Psql(ctx, o.Target, o.SingleTransaction, dec)
 	}
-	return exec.PgRestore(ctx, o.Target, args, "", dec)
+	return exec.PgRestore(ctx, o.Target, args, "", format.Coalesce(dec))
 }
 
 type pinned interface {
