@@ -323,3 +323,156 @@ func TestLatestSkipsFutureDatedKey(t *testing.T) {
 		t.Fatalf("latest = %+v, %v; want %s", src, err, good)
 	}
 }
+
+// rawDump is pg_dump -Fc --compress=0 of db, as pg_dump writes it: a
+// chunk per row.
+func rawDump(t *testing.T, p testenv.PG, db string) []byte {
+	t.Helper()
+	cmd := exec.Command("pg_dump", "-Fc", "--compress=0", "-h", p.Host, "-p", fmt.Sprint(p.Port), "-U", p.User, "-d", db)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	return out
+}
+
+// peopleBlock is the size of the people table's data block in an archive.
+func peopleBlock(t *testing.T, archive []byte) int64 {
+	t.Helper()
+	info, err := format.WalkArchive(bytes.NewReader(archive))
+	if err != nil {
+		t.Fatalf("walk: %v", err)
+	}
+	return info.TableBytes()["public.people"]
+}
+
+// TestBackupJoinsRows: a backup stores each table's rows in 64 KiB
+// chunks, not pg_dump's chunk a row: 5,000 rows, 5,000 lengths fewer.
+func TestBackupJoinsRows(t *testing.T) {
+	p := testenv.Postgres(t)
+	src := p.NewDB(t, "bk_join")
+	p.Query(t, src, richSQL)
+	perRow := peopleBlock(t, rawDump(t, p, src))
+	for _, comp := range []format.Compression{format.Gzip, format.Zstd} {
+		o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: comp, Password: "pw"}
+		dec, err := format.Decode(bytes.NewReader(dump(t, o)), format.Keys{Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		archive, err := io.ReadAll(dec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := peopleBlock(t, archive); got > perRow-5*4990 {
+			t.Fatalf("%s: the people block has %d bytes, pg_dump's %d: rows not joined", comp, got, perRow)
+		}
+	}
+}
+
+// TestRestoreJoinsRowsOfOlderBackups: what pg_restore reads has each
+// table's rows joined, on every path, also from backups made before
+// backups joined them (a chunk a row): the staged stream, the --jobs
+// parts, the spool file and the second read of the backup.
+func TestRestoreJoinsRowsOfOlderBackups(t *testing.T) {
+	p := testenv.Postgres(t)
+	src := p.NewDB(t, "bk_join_old")
+	p.Query(t, src, richSQL)
+	raw := rawDump(t, p, src)
+	perRow := peopleBlock(t, raw)
+	want := fingerprint(t, p, src)
+
+	// A pg_restore that records what it reads: its input file, or stdin.
+	dir := t.TempDir()
+	tool := filepath.Join(dir, "pg_restore")
+	script := fmt.Sprintf(`#!/bin/sh
+for a in "$@"; do last=$a; done
+if [ -f "$last" ]; then cp "$last" %[1]s/read.$$; exec pg_restore "$@"; fi
+tee %[1]s/read.$$ | pg_restore "$@"
+`, dir)
+	if err := os.WriteFile(tool, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	older := func(pw string) (restore.Source, format.Keys) {
+		var buf bytes.Buffer
+		var w io.Writer = &buf
+		var enc io.WriteCloser
+		if pw != "" {
+			var err error
+			if enc, err = format.NewEncrypter(&buf, pw); err != nil {
+				t.Fatal(err)
+			}
+			w = enc
+		}
+		comp, err := format.NewCompressor(w, format.Gzip, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		comp.Write(raw)
+		comp.Close()
+		ext := format.Ext{Compression: format.Gzip}
+		if enc != nil {
+			enc.Close()
+			ext.Encryption = format.Enc
+		}
+		return store(t, buf.Bytes(), ext), format.Keys{Password: pw}
+	}
+	cases := []struct {
+		name     string
+		pw       string
+		o        restore.Options
+		existing bool
+	}{
+		{"staged", "pw", restore.Options{}, false},
+		{"staged --jobs 2", "pw", restore.Options{Jobs: 2}, false},
+		{"spool file", "", restore.Options{}, true},
+		{"read twice", "", restore.Options{NoSpool: true}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, f := range must(filepath.Glob(filepath.Join(dir, "read.*"))) {
+				os.Remove(f)
+			}
+			s, keys := older(c.pw)
+			dst := "bk_join_r_" + testenv.RandHex(3)
+			if c.existing {
+				dst = p.NewDB(t, "bk_join_r")
+			} else {
+				t.Cleanup(func() { p.DropDB(dst) })
+			}
+			o := c.o
+			o.Target, o.Tool = connFor(p, dst), tool
+			o.Check = restore.CheckOptions{Keys: keys, Encrypted: c.pw != "", AllowUnencrypted: true, Encryption: format.Enc, Compression: format.Gzip}
+			if _, err := restore.Run(context.Background(), s, o); err != nil {
+				t.Fatal(err)
+			}
+			if got := fingerprint(t, p, dst); got != want {
+				t.Fatalf("restored database differs")
+			}
+			seen := false
+			for _, f := range must(filepath.Glob(filepath.Join(dir, "read.*"))) {
+				// Readers of the table of contents alone stop early.
+				read, _ := os.ReadFile(f)
+				info, err := format.WalkArchive(bytes.NewReader(read))
+				if err != nil {
+					continue
+				}
+				if n := info.TableBytes()["public.people"]; n > 0 {
+					seen = true
+					if n > perRow-5*4990 {
+						t.Fatalf("pg_restore read a people block of %d bytes, pg_dump's %d: rows not joined", n, perRow)
+					}
+				}
+			}
+			if !seen {
+				t.Fatal("no pg_restore read the people table's data")
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
