@@ -28,18 +28,29 @@ var versions sync.Map // path → Client (or error)
 
 // Clients lists the copies of a tool BackupKit may run, in the order it
 // searches them: binDir (configured), then PATH (so a wrapper there
-// wins), then the Debian/PGDG layout /usr/lib/postgresql/N/bin.
+// wins), then the Debian/PGDG layout /usr/lib/postgresql/N/bin. Debian's
+// own pg_wrapper in PATH comes last: it only runs one of the layout's
+// copies, chosen by rules of its own, after starting Perl (60 ms here,
+// paid by each of a restore's several pg_restore runs).
 func Clients(ctx context.Context, name, binDir string) []Client {
 	var paths []string
 	if binDir != "" {
 		paths = append(paths, filepath.Join(binDir, name))
 	}
+	var debianWrapper string
 	if p, err := osexec.LookPath(name); err == nil {
-		paths = append(paths, p)
+		if real, err := filepath.EvalSymlinks(p); err == nil && filepath.Base(real) == "pg_wrapper" {
+			debianWrapper = p
+		} else {
+			paths = append(paths, p)
+		}
 	}
 	layout, _ := filepath.Glob(filepath.Join(debianLayout, name))
 	sort.Strings(layout)
 	paths = append(paths, layout...)
+	if debianWrapper != "" {
+		paths = append(paths, debianWrapper)
+	}
 	var out []Client
 	seen := map[string]bool{}
 	for _, p := range paths {

@@ -1,6 +1,9 @@
 package exec
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -30,5 +33,38 @@ func TestPickClient(t *testing.T) {
 	}
 	if MajorOf("15.20 (Debian 15.20-0+deb12u1)") != 15 || MajorOf("9.6.2") != 9 || MajorOf("18beta1") != 0 {
 		t.Fatal("MajorOf")
+	}
+}
+
+// TestClientsSearchOrder: a tool in PATH comes before the Debian layout's
+// copies, unless it is Debian's pg_wrapper, which comes last.
+func TestClientsSearchOrder(t *testing.T) {
+	layout, _ := filepath.Glob(filepath.Join(debianLayout, "pg_restore"))
+	if len(layout) == 0 {
+		t.Skip("no pg_restore in " + debianLayout)
+	}
+	fake := func(dir, file string) string {
+		p := filepath.Join(dir, file)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'pg_restore (PostgreSQL) 15.99'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	debian, own := t.TempDir(), t.TempDir()
+	fake(debian, "pg_wrapper")
+	if err := os.Symlink("pg_wrapper", filepath.Join(debian, "pg_restore")); err != nil {
+		t.Fatal(err)
+	}
+	mine := fake(own, "pg_restore")
+	ctx := context.Background()
+
+	t.Setenv("PATH", debian)
+	cs := Clients(ctx, "pg_restore", "")
+	if len(cs) != len(layout)+1 || cs[0].Path != layout[0] || cs[len(cs)-1].Path != filepath.Join(debian, "pg_restore") {
+		t.Fatalf("with Debian's wrapper in PATH: %+v", cs)
+	}
+	t.Setenv("PATH", own)
+	if cs := Clients(ctx, "pg_restore", ""); len(cs) != len(layout)+1 || cs[0].Path != mine {
+		t.Fatalf("with a wrapper of one's own in PATH: %+v", cs)
 	}
 }
