@@ -29,9 +29,9 @@ var versions sync.Map // path → Client (or error)
 // Clients lists the copies of a tool BackupKit may run, in the order it
 // searches them: binDir (configured), then PATH (so a wrapper there
 // wins), then the Debian/PGDG layout /usr/lib/postgresql/N/bin. Debian's
-// own pg_wrapper in PATH comes last: it only runs one of the layout's
-// copies, chosen by rules of its own, after starting Perl (60 ms here,
-// paid by each of a restore's several pg_restore runs).
+// own pg_wrapper in PATH is left out when the layout has a copy: it
+// only runs one of those, chosen by rules of its own, after starting
+// Perl (60 ms here, paid by each of a restore's pg_restore runs).
 func Clients(ctx context.Context, name, binDir string) []Client {
 	var paths []string
 	if binDir != "" {
@@ -48,7 +48,7 @@ func Clients(ctx context.Context, name, binDir string) []Client {
 	layout, _ := filepath.Glob(filepath.Join(debianLayout, name))
 	sort.Strings(layout)
 	paths = append(paths, layout...)
-	if debianWrapper != "" {
+	if debianWrapper != "" && len(layout) == 0 {
 		paths = append(paths, debianWrapper)
 	}
 	var out []Client

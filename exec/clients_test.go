@@ -37,7 +37,7 @@ func TestPickClient(t *testing.T) {
 }
 
 // TestClientsSearchOrder: a tool in PATH comes before the Debian layout's
-// copies, unless it is Debian's pg_wrapper, which comes last.
+// copies, unless it is Debian's pg_wrapper, which only runs one of them.
 func TestClientsSearchOrder(t *testing.T) {
 	layout, _ := filepath.Glob(filepath.Join(debianLayout, "pg_restore"))
 	if len(layout) == 0 {
@@ -60,7 +60,7 @@ func TestClientsSearchOrder(t *testing.T) {
 
 	t.Setenv("PATH", debian)
 	cs := Clients(ctx, "pg_restore", "")
-	if len(cs) != len(layout)+1 || cs[0].Path != layout[0] || cs[len(cs)-1].Path != filepath.Join(debian, "pg_restore") {
+	if len(cs) != len(layout) || cs[0].Path != layout[0] {
 		t.Fatalf("with Debian's wrapper in PATH: %+v", cs)
 	}
 	t.Setenv("PATH", own)
