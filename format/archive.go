@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -47,6 +48,13 @@ const (
 	maxChunk      = 1 << 30
 )
 
+// Sections of archive entries, as pg_dump numbers them.
+const (
+	SectionPreData  = 2
+	SectionData     = 3
+	SectionPostData = 4
+)
+
 // ErrArchive means bytes that claim to be a pg_dump archive are not one
 // that can be read to its end.
 var ErrArchive = errors.New("not a readable pg_dump archive")
@@ -82,6 +90,11 @@ type ArchiveEntry struct {
 	Namespace string
 	Owner     string
 	HasData   bool
+	// Section is pg_dump's section of the entry (SectionPreData, …; 1
+	// for none: pg_restore counts those in the section before them).
+	Section int
+	// Deps are the dump ids of the entries this one depends on.
+	Deps []int
 	// Rows is the number of rows of a TABLE DATA entry, counted from the
 	// stream itself (-1 when its blocks are compressed in a way the walk
 	// does not decode).
@@ -401,7 +414,7 @@ func (a *archReader) entry() (ArchiveEntry, error) {
 	steps := []func() error{
 		func() error { return str(nil) }, func() error { return str(nil) },
 		func() error { return str(&e.Tag) }, func() error { return str(&e.Desc) },
-		func() error { _, err := a.int(); return err },
+		func() error { v, err := a.int(); e.Section = int(v); return err },
 		func() error { return str(nil) }, func() error { return str(nil) }, func() error { return str(nil) },
 		func() error { return str(&e.Namespace) }, func() error { return str(nil) },
 	}
@@ -418,12 +431,15 @@ func (a *archReader) entry() (ArchiveEntry, error) {
 		}
 	}
 	for { // dependencies, ended by NULL
-		_, ok, err := a.str()
+		dep, ok, err := a.str()
 		if err != nil {
 			return e, err
 		}
 		if !ok {
 			break
+		}
+		if id, err := strconv.Atoi(dep); err == nil {
+			e.Deps = append(e.Deps, id)
 		}
 	}
 	e.stateAt = a.pos
@@ -568,6 +584,20 @@ func (a *archReader) blobs(compression string) error {
 			return err
 		}
 	}
+}
+
+// ReadTOC reads the header and table of contents at the start of a
+// custom archive, and nothing after them.
+func ReadTOC(r io.Reader) (*ArchiveInfo, error) {
+	a := &archReader{r: bufio.NewReaderSize(r, 64<<10)}
+	info, err := a.header()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.toc(info); err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 // ArchiveHeader reads the header at the start of a custom archive (the

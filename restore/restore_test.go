@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -475,4 +476,85 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestRestoreJobsBuildsEarly: with --jobs, a table's indexes and
+// constraints are built once the job loading it has ended, while another
+// job still copies (as pg_restore -j does); the rest at the end, and
+// every index and constraint exactly once.
+func TestRestoreJobsBuildsEarly(t *testing.T) {
+	p := testenv.Postgres(t)
+	src := p.NewDB(t, "bk_early")
+	p.Query(t, src, `CREATE TABLE big (id int PRIMARY KEY, pad text);
+		INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 500000) g;
+		CREATE TABLE small (id int PRIMARY KEY, big_id int REFERENCES big, note text UNIQUE);
+		INSERT INTO small SELECT g, g, 'n' || g FROM generate_series(1, 10) g;
+		CREATE INDEX small_big ON small (big_id);`)
+	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Gzip, Password: "pw"}
+	s := store(t, dump(t, o), o.Ext())
+
+	// A pg_restore that logs when each run starts and ends, and which
+	// entries an early post-data run builds.
+	dir := t.TempDir()
+	log, tool := filepath.Join(dir, "log"), filepath.Join(dir, "pg_restore")
+	script := fmt.Sprintf(`#!/bin/sh
+echo "start $(date +%%s%%N) $*" >> %[1]s
+prev=
+for a in "$@"; do
+	case "$prev $a" in "--use-list "*.early) grep -v '^;' "$a" | sed 's/^/built /' >> %[1]s;; esac
+	prev=$a
+done
+pg_restore "$@"
+rc=$?
+echo "end $(date +%%s%%N) $*" >> %[1]s
+exit $rc
+`, log)
+	if err := os.WriteFile(tool, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dst := "bk_early_r_" + testenv.RandHex(3)
+	t.Cleanup(func() { p.DropDB(dst) })
+	_, err := restore.Run(context.Background(), s, restore.Options{Target: connFor(p, dst), Tool: tool, Jobs: 2,
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape := func(db string) string {
+		return p.Query(t, db, `SELECT string_agg(conname || ' ' || contype::text, ', ' ORDER BY conname) FROM pg_constraint WHERE connamespace = 'public'::regnamespace`) +
+			" / " + p.Query(t, db, `SELECT string_agg(indexname, ', ' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public'`)
+	}
+	if got, want := shape(dst), shape(src); got != want {
+		t.Fatalf("restored constraints and indexes: %s\nwant %s", got, want)
+	}
+	if got, want := fmt.Sprint(p.TableChecksums(t, dst)), fmt.Sprint(p.TableChecksums(t, src)); got != want {
+		t.Fatal("restored data differs")
+	}
+	raw, _ := os.ReadFile(log)
+	var lastDataEnd, earlyStart int64
+	var early, rest bool
+	var built []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		f := strings.Fields(line)
+		var at int64
+		fmt.Sscan(f[1], &at)
+		switch {
+		case f[0] == "built":
+			built = append(built, f[len(f)-2]) // the name, before the owner
+		case f[0] == "end" && strings.Contains(line, "--section data"):
+			lastDataEnd = max(lastDataEnd, at)
+		case f[0] == "start" && strings.Contains(line, ".early"):
+			early, earlyStart = true, at
+		case f[0] == "start" && strings.Contains(line, ".rest"):
+			rest = true
+		}
+	}
+	if !early || !rest || earlyStart >= lastDataEnd {
+		t.Fatalf("no post-data built while a job still copied (early %v at %d, last job ended %d, rest %v):\n%s", early, earlyStart, lastDataEnd, rest, raw)
+	}
+	// Built early: small's own indexes and constraints, not big's (still
+	// loading) nor the foreign key to it.
+	slices.Sort(built)
+	if got := strings.Join(built, ", "); got != "small_big, small_note_key, small_pkey" {
+		t.Fatalf("built early: %s\n%s", got, raw)
+	}
 }

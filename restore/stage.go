@@ -7,9 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/backupkit/backupkit/exec"
 	"github.com/backupkit/backupkit/format"
@@ -36,6 +34,8 @@ type stage struct {
 	pw     *io.PipeWriter   // one job: pg_restore's input
 	spool  *spoolWriter     // --jobs: what the jobs read
 	sizes  map[string]int64 // schema.table → bytes (or rows), for --jobs
+	toc    []string         // --jobs: pg_restore --list of the archive
+	post   *postData        // --jobs: what post-data was built early
 
 	exited  chan struct{}
 	err     error // pg_restore's result, once exited is closed
@@ -170,50 +170,106 @@ func (s *stage) end(err error) {
 // the spool as it grows: first the definitions, then the table data in
 // o.Jobs processes, each with its share of the tables (the largest
 // first, by the manifest's sizes), each reading the table of contents
-// and its own tables' blocks in stream order.
+// and its own tables' blocks in stream order. Once a job has ended and
+// others still copy, the indexes and constraints of its tables are
+// built (postData); complete builds the rest.
 func (s *stage) parallel(ctx context.Context, tool string) error {
 	toc, err := exec.ListTOC(ctx, tool, s.spool.follow())
 	if err != nil {
 		return err
 	}
+	info, err := format.ReadTOC(s.spool.follow())
+	if err != nil {
+		return err
+	}
+	s.toc = toc
 	if err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"pre-data"}}, "", s.spool.follow()); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-	)
-	for i, list := range splitData(toc, s.o.Jobs, s.sizes) {
+	lists := splitData(toc, s.o.Jobs, s.sizes)
+	s.post = newPostData(info, lists)
+	type result struct {
+		job int
+		err error
+	}
+	results := make(chan result, len(lists))
+	running := 0
+	var first error
+	for i, list := range lists {
 		file := fmt.Sprintf("%s.list%d", s.spool.f.Name(), i)
 		if err := os.WriteFile(file, []byte(strings.Join(list, "\n")+"\n"), 0o600); err != nil {
-			cancel()
-			wg.Wait()
-			return err
+			first = err
+			break
 		}
 		defer os.Remove(file)
 		// Each job reads only its own tables' blocks: passing over the
 		// others' would pipe the whole archive through every job.
 		want := map[int]bool{}
-		for _, line := range list {
-			id, _, _ := strings.Cut(line, ";")
-			if n, err := strconv.Atoi(strings.TrimSpace(id)); err == nil {
-				want[n] = true
-			}
+		for _, id := range listIDs(list) {
+			want[id] = true
 		}
-		wg.Add(1)
+		running++
 		go func() {
-			defer wg.Done()
 			err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"data"}, UseList: file}, "", s.spool.part(want))
-			if err != nil {
-				once.Do(func() { first = err; cancel() })
-			}
+			results <- result{i, err}
 		}()
 	}
-	wg.Wait()
+	ended := map[int]bool{}
+	var building chan error // the post-data entries building now
+	var batch []int
+	fail := func(err error) {
+		if first == nil {
+			first = err
+			cancel()
+		}
+	}
+	if first != nil {
+		cancel()
+	}
+	for running > 0 || building != nil {
+		select {
+		case r := <-results:
+			running--
+			if r.err != nil {
+				fail(r.err)
+			}
+			ended[r.job] = true
+		case err := <-building:
+			building = nil
+			if err != nil {
+				fail(err)
+				continue
+			}
+			for _, id := range batch {
+				s.post.done[id] = true
+			}
+		}
+		if first != nil || building != nil || running == 0 {
+			continue
+		}
+		if batch = s.post.ready(ended); len(batch) > 0 {
+			building = make(chan error, 1)
+			go func(ids []int) { building <- s.postData(ctx, tool, ids) }(batch)
+		}
+	}
 	return first
+}
+
+// postData builds the post-data entries ids from the spool (their
+// definitions are in its table of contents, whole from the start).
+func (s *stage) postData(ctx context.Context, tool string, ids []int) error {
+	set := map[int]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	file := s.spool.f.Name() + ".early"
+	if err := os.WriteFile(file, []byte(listOf(s.toc, set, false)), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(file)
+	return exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"post-data"}, UseList: file}, s.spool.f.Name(), nil)
 }
 
 // splitData splits the entries of a pg_restore --list into at most n
@@ -281,6 +337,14 @@ func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
 		args := exec.RestoreArgs{Jobs: s.o.Jobs, Tool: s.o.Tool, Sections: []string{"post-data"}}
 		if args.Tool == "" {
 			args.Tool = c.Tool.Path
+		}
+		if s.post != nil && len(s.post.done) > 0 {
+			// What was built while the data loaded is left out.
+			args.UseList = spool.Name() + ".rest"
+			if err := os.WriteFile(args.UseList, []byte(listOf(s.toc, s.post.done, true)), 0o600); err != nil {
+				return err
+			}
+			defer os.Remove(args.UseList)
 		}
 		if err := exec.PgRestore(ctx, s.conn, args, spool.Name(), nil); err != nil {
 			return err

@@ -1,0 +1,120 @@
+package restore
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/backupkit/backupkit/format"
+)
+
+// postData schedules a --jobs restore's post-data entries (indexes,
+// constraints, triggers) as early as the data jobs allow: an entry may
+// run once every table it depends on is loaded (the job loading it has
+// ended) and every post-data entry it depends on has run, while other
+// jobs still copy, as pg_restore -j does. What is left runs at the end,
+// from pg_restore's own post-data section minus what ran.
+type postData struct {
+	entries []format.ArchiveEntry
+	byID    map[int]int  // dump id → index in entries
+	jobOf   map[int]int  // dump id of a TABLE or a data entry → its job
+	done    map[int]bool // post-data entries that ran
+}
+
+// newPostData maps each data entry (and the table of each TABLE DATA
+// entry) to the job whose list (of splitData) holds it.
+func newPostData(info *format.ArchiveInfo, lists [][]string) *postData {
+	p := &postData{entries: info.Entries, byID: map[int]int{}, jobOf: map[int]int{}, done: map[int]bool{}}
+	for i, e := range info.Entries {
+		p.byID[e.DumpID] = i
+	}
+	for job, list := range lists {
+		for _, id := range listIDs(list) {
+			i, ok := p.byID[id]
+			if !ok || info.Entries[i].Section != format.SectionData {
+				continue // the first list has every other entry too
+			}
+			p.jobOf[id] = job
+			if e := info.Entries[i]; e.Desc == "TABLE DATA" {
+				for _, d := range e.Deps {
+					p.jobOf[d] = job // the table it loads
+				}
+			}
+		}
+	}
+	return p
+}
+
+// ready returns the post-data entries not run yet that may run now that
+// the jobs in ended have ended, in archive order (which pg_dump sorts
+// so that an entry comes after what it depends on).
+func (p *postData) ready(ended map[int]bool) []int {
+	chosen := map[int]bool{}
+	var out []int
+	for _, e := range p.entries {
+		if e.Section != format.SectionPostData || p.done[e.DumpID] {
+			continue
+		}
+		ok := true
+		for _, d := range e.Deps {
+			if job, isData := p.jobOf[d]; isData {
+				ok = ended[job]
+			} else if i, known := p.byID[d]; known && p.entries[i].Section == format.SectionPostData {
+				ok = p.done[d] || chosen[d]
+			} else if known && p.entries[i].Section != format.SectionPreData {
+				ok = false // an entry of no section: left for the end
+			}
+			if !ok {
+				break
+			}
+		}
+		if ok {
+			chosen[e.DumpID] = true
+			out = append(out, e.DumpID)
+		}
+	}
+	return out
+}
+
+// listOf returns the lines of toc (a pg_restore --list) for the entries
+// in ids, or, with skip, every line but theirs (commented out).
+func listOf(toc []string, ids map[int]bool, skip bool) string {
+	var b strings.Builder
+	for _, line := range toc {
+		id, ok := lineID(line)
+		switch {
+		case !ok && skip:
+			b.WriteString(line)
+		case !ok:
+			continue
+		case ids[id] == skip:
+			b.WriteString(";" + line)
+		default:
+			b.WriteString(line)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// listIDs returns the dump ids of the entries of a pg_restore --list.
+func listIDs(list []string) []int {
+	var ids []int
+	for _, line := range list {
+		if id, ok := lineID(line); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// lineID reads the dump id a pg_restore --list line starts with ("123;
+// 1259 16390 TABLE public t owner"); comments have none.
+func lineID(line string) (int, bool) {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, ";") {
+		return 0, false
+	}
+	id, _, _ := strings.Cut(line, ";")
+	n, err := strconv.Atoi(strings.TrimSpace(id))
+	return n, err == nil
+}
