@@ -48,7 +48,8 @@ type Options struct {
 	// there); its error stops the restore.
 	Before func(ctx context.Context) error
 
-	afterCheck func() // tests: runs between the check pass and the restore
+	afterCheck func()            // tests: runs between the check pass and the restore
+	onStaging  func(name string) // tests: a staging database was made
 }
 
 // Result is what a restore did.
@@ -100,6 +101,9 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	if o.stages(t.Exists) {
 		st = &stage{o: o}
 		defer st.drop(ctx)
+		if src.Name.Ext.Encryption != format.Unencrypted && !src.Name.Ext.SQL {
+			st.prepare(ctx) // while the check pass derives the key
+		}
 		if o.Jobs > 1 {
 			// The manifest's table sizes (bytes, or rows in an older
 			// one) share the tables out among the jobs: only a hint,
@@ -133,6 +137,9 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	res.Checked, err = check(ctx, src, p, o.Check, spool, st)
 	if st.started() {
 		return o.staged(ctx, st, res, err, spool.file(), start)
+	}
+	if derr := st.drop(ctx); derr != nil { // prepared, but not staged after all
+		o.log().Warn("could not drop the unused staging database", "err", derr)
 	}
 	if err != nil {
 		return res, err

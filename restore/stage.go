@@ -34,8 +34,12 @@ type stage struct {
 	pw     *io.PipeWriter   // one job: pg_restore's input
 	spool  *spoolWriter     // --jobs: what the jobs read
 	sizes  map[string]int64 // schema.table → bytes (or rows), for --jobs
-	toc    []string         // --jobs: pg_restore --list of the archive
-	post   *postData        // --jobs: what post-data was built early
+
+	prepared chan struct{} // closed when prepare ended
+	prepErr  error
+	begun    bool      // the restore runs into the staging database
+	toc      []string  // --jobs: pg_restore --list of the archive
+	post     *postData // --jobs: what post-data was built early
 
 	exited  chan struct{}
 	err     error // pg_restore's result, once exited is closed
@@ -55,23 +59,13 @@ func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.W
 	if s == nil || !c.Layers.Encrypted() || c.Layers.Kind != format.KindCustom {
 		return nil, nil
 	}
-	maint := s.o.Target
-	maint.Database = "postgres"
-	if dropped, err := SweepScratch(ctx, s.o.Target); err == nil && len(dropped) > 0 {
-		s.o.log().Info("dropped staging or scratch databases of killed restores and drills", "databases", dropped)
+	if s.prepared == nil {
+		s.prepare(ctx)
 	}
-	s.conn = s.o.Target
-	s.conn.Database = StagePrefix + randomHex(6)
-	// The lock says this restore is alive: a sweep drops staging
-	// databases whose lock nobody holds (a killed restore's).
-	lock, ok, err := pg.TryLock(ctx, maint, "stage:"+s.conn.Database)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("staging database: cannot take its lock: %v", err)
+	if <-s.prepared; s.prepErr != nil {
+		return nil, s.prepErr
 	}
-	s.lock = lock
-	if err := pg.CreateDatabase(ctx, s.conn); err != nil {
-		return nil, fmt.Errorf("create staging database %s: %w", s.conn.Database, err)
-	}
+	s.begun = true
 	args := exec.RestoreArgs{SingleTransaction: s.o.SingleTransaction, Tool: s.o.Tool}
 	if args.Tool == "" {
 		args.Tool = c.Tool.Path
@@ -102,6 +96,46 @@ func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.W
 	return s, nil
 }
 
+// prepare starts making the staging database (after sweeping those
+// of killed restores) and taking the lock that says it is in use. A
+// restore whose backup is named as encrypted calls it before the check
+// pass starts, so the database is made while the key is derived; one
+// that is not staged after all (the bytes say otherwise, or the backup
+// is refused) drops it again.
+func (s *stage) prepare(ctx context.Context) {
+	s.prepared = make(chan struct{})
+	go func() {
+		defer close(s.prepared)
+		maint := s.o.Target
+		maint.Database = "postgres"
+		if dropped, err := SweepScratch(ctx, s.o.Target); err == nil && len(dropped) > 0 {
+			s.o.log().Info("dropped staging or scratch databases of killed restores and drills", "databases", dropped)
+		}
+		s.conn = s.o.Target
+		s.conn.Database = StagePrefix + randomHex(6)
+		// The lock says this restore is alive: a sweep drops staging
+		// databases whose lock nobody holds (a killed restore's).
+		lock, ok, err := pg.TryLock(ctx, maint, "stage:"+s.conn.Database)
+		if err != nil || !ok {
+			s.prepErr = fmt.Errorf("staging database: cannot take its lock: %v", err)
+			return
+		}
+		s.lock = lock
+		if err := pg.CreateDatabase(ctx, s.conn); err != nil {
+			s.prepErr = fmt.Errorf("create staging database %s: %w", s.conn.Database, err)
+		} else if s.o.onStaging != nil {
+			s.o.onStaging(s.conn.Database)
+		}
+	}()
+}
+
+// waitPrepared waits for prepare to end, if it was started.
+func (s *stage) waitPrepared() {
+	if s != nil && s.prepared != nil {
+		<-s.prepared
+	}
+}
+
 var errStageExited = errors.New("pg_restore exited")
 
 // errTargetAppeared: the target was created while a staged restore ran.
@@ -124,8 +158,8 @@ func (s *stage) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// started says whether begin made a staging database.
-func (s *stage) started() bool { return s != nil && s.lock != nil }
+// started says whether begin restores into a staging database.
+func (s *stage) started() bool { return s != nil && s.begun }
 
 // finish ends the staged restore after the check pass. On success the
 // stream's end reaches pg_restore and its result is returned; on failure
@@ -363,7 +397,8 @@ func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
 // drop removes the staging database (when it was not renamed) and
 // releases its lock; later calls do nothing.
 func (s *stage) drop(ctx context.Context) error {
-	if !s.started() {
+	s.waitPrepared()
+	if s == nil || s.lock == nil {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
