@@ -208,18 +208,30 @@ func (s *stage) end(err error) {
 // others still copy, the indexes and constraints of its tables are
 // built (postData); complete builds the rest.
 func (s *stage) parallel(ctx context.Context, tool string) error {
-	toc, err := exec.ListTOC(ctx, tool, s.spool.follow())
-	if err != nil {
-		return err
+	// pg_restore lists the entries while another creates the
+	// definitions: both read only the table of contents.
+	type listed struct {
+		toc []string
+		err error
 	}
+	list := make(chan listed, 1)
+	go func() {
+		toc, err := exec.ListTOC(ctx, tool, s.spool.follow())
+		list <- listed{toc, err}
+	}()
 	info, err := format.ReadTOC(s.spool.follow())
+	if err == nil {
+		err = exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"pre-data"}}, "", s.spool.follow())
+	}
+	l := <-list
 	if err != nil {
 		return err
 	}
-	s.toc = toc
-	if err := exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"pre-data"}}, "", s.spool.follow()); err != nil {
-		return err
+	if l.err != nil {
+		return l.err
 	}
+	toc := l.toc
+	s.toc = toc
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lists := splitData(toc, s.o.Jobs, s.sizes)
