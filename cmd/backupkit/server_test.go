@@ -291,8 +291,9 @@ func TestGlobalsWithoutSuperuser(t *testing.T) {
 }
 
 // TestWholeServerConnections: a server of many databases is backed up
-// with at most --parallel dump sessions at a time, plus the one session
-// that holds their locks.
+// with at most --parallel dump sessions at a time. (Only sessions on this
+// test's databases are counted: other packages' tests run at the same
+// time on the same server, with the same application name.)
 func TestWholeServerConnections(t *testing.T) {
 	pg := testenv.Postgres(t)
 	dir := t.TempDir()
@@ -305,16 +306,18 @@ func TestWholeServerConnections(t *testing.T) {
 	}
 	cfg := serverConfig(t, pg, dir, pg.User, fmt.Sprintf("      include: [\"%s_*\"]", tag), "")
 	ctx, cancel := context.WithCancel(context.Background())
-	var peak int
+	var peak, last int
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			c := pg.Query(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backupkit'")
+			c := pg.Query(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backupkit' AND datname LIKE '"+tag+"\\_%'")
 			var k int
 			fmt.Sscan(c, &k)
-			peak = max(peak, k)
+			// A count seen twice in a row: a backend still listed for
+			// the moment after its pg_dump exited is not a session.
+			peak, last = max(peak, min(k, last)), k
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
@@ -324,8 +327,8 @@ func TestWholeServerConnections(t *testing.T) {
 	if got := len(folders(t, dir)); got != n+1 {
 		t.Fatalf("%d folders, want %d databases and the globals", got, n)
 	}
-	if peak > parallel+1 || peak == 0 {
-		t.Fatalf("peak of %d backupkit sessions, want 1…%d (--parallel %d dumps and the lock session)", peak, parallel+1, parallel)
+	if peak > parallel || peak == 0 {
+		t.Fatalf("peak of %d backupkit sessions on the server's databases, want 1…%d (--parallel %d)", peak, parallel, parallel)
 	}
 	t.Logf("peak sessions: %d (parallel %d)", peak, parallel)
 }
