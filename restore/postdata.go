@@ -18,12 +18,13 @@ type postData struct {
 	byID    map[int]int  // dump id → index in entries
 	jobOf   map[int]int  // dump id of a TABLE or a data entry → its job
 	done    map[int]bool // post-data entries that ran
+	running map[int]bool // post-data entries being built
 }
 
 // newPostData maps each data entry (and the table of each TABLE DATA
 // entry) to the job whose list (of splitData) holds it.
 func newPostData(info *format.ArchiveInfo, lists [][]string) *postData {
-	p := &postData{entries: info.Entries, byID: map[int]int{}, jobOf: map[int]int{}, done: map[int]bool{}}
+	p := &postData{entries: info.Entries, byID: map[int]int{}, jobOf: map[int]int{}, done: map[int]bool{}, running: map[int]bool{}}
 	for i, e := range info.Entries {
 		p.byID[e.DumpID] = i
 	}
@@ -44,14 +45,15 @@ func newPostData(info *format.ArchiveInfo, lists [][]string) *postData {
 	return p
 }
 
-// ready returns the post-data entries not run yet that may run now that
-// the jobs in ended have ended, in archive order (which pg_dump sorts
-// so that an entry comes after what it depends on).
+// ready returns the post-data entries neither run nor running that may
+// run now that the jobs in ended have ended, in archive order (which
+// pg_dump sorts so that an entry comes after what it depends on). An
+// entry may depend on one returned before it: they must run in order.
 func (p *postData) ready(ended map[int]bool) []int {
 	chosen := map[int]bool{}
 	var out []int
 	for _, e := range p.entries {
-		if e.Section != format.SectionPostData || p.done[e.DumpID] {
+		if e.Section != format.SectionPostData || p.done[e.DumpID] || p.running[e.DumpID] {
 			continue
 		}
 		ok := true
@@ -70,6 +72,56 @@ func (p *postData) ready(ended map[int]bool) []int {
 		if ok {
 			chosen[e.DumpID] = true
 			out = append(out, e.DumpID)
+		}
+	}
+	return out
+}
+
+// split shares ready entries (of ready) out to at most n batches that
+// can run at once: each entry goes with the post-data entries of ids it
+// depends on, an entry that depends on two batches waits for a later
+// round (as does what depends on it), and the others are dealt to the batch with the fewest entries.
+// Each batch keeps the order of ids.
+func (p *postData) split(ids []int, n int) [][]int {
+	if n < 1 || len(ids) == 0 {
+		return nil
+	}
+	batches := make([][]int, n)
+	in := map[int]int{} // id → its batch, or -1 when it waits
+	for _, id := range ids {
+		b := -1
+		for _, d := range p.entries[p.byID[id]].Deps {
+			db, ok := in[d]
+			switch {
+			case !ok:
+			case db < 0 || (b >= 0 && b != db):
+				b = -2 // depends on two batches, or on one that waits
+			case b == -1:
+				b = db
+			}
+			if b == -2 {
+				break
+			}
+		}
+		if b == -2 {
+			in[id] = -1
+			continue
+		}
+		if b < 0 {
+			b = 0
+			for i := range batches {
+				if len(batches[i]) < len(batches[b]) {
+					b = i
+				}
+			}
+		}
+		in[id] = b
+		batches[b] = append(batches[b], id)
+	}
+	var out [][]int
+	for _, b := range batches {
+		if len(b) > 0 {
+			out = append(out, b)
 		}
 	}
 	return out

@@ -52,11 +52,46 @@ func TestPostDataReady(t *testing.T) {
 			t.Errorf("ended %v, done %v: ready %s, want %s", c.ended, c.done, got, c.want)
 		}
 	}
+	// Running entries are not ready, nor is what waits for them.
+	p.done = map[int]bool{}
+	p.running = map[int]bool{5: true}
+	if got := fmt.Sprint(p.ready(map[int]bool{0: true, 1: true})); got != "[6 11]" {
+		t.Errorf("5 running: ready %s, want [6 11]", got)
+	}
+	p.running = map[int]bool{}
+
 	toc := []string{";", "; Archive", "5; 0 0 CONSTRAINT public a a_pkey o", "6; 0 0 CONSTRAINT public b b_pkey o", "9; 0 0 COMMENT x"}
 	if got := listOf(toc, map[int]bool{5: true}, false); got != "5; 0 0 CONSTRAINT public a a_pkey o\n;6; 0 0 CONSTRAINT public b b_pkey o\n;9; 0 0 COMMENT x\n" {
 		t.Errorf("list of 5:\n%s", got)
 	}
 	if got := listOf(toc, map[int]bool{5: true}, true); got != ";\n; Archive\n;5; 0 0 CONSTRAINT public a a_pkey o\n6; 0 0 CONSTRAINT public b b_pkey o\n9; 0 0 COMMENT x\n" {
 		t.Errorf("list but 5:\n%s", got)
+	}
+}
+
+// TestPostDataSplit: ready entries are dealt to batches that may run at
+// once; an entry goes with what it depends on, and one that would need
+// two batches (or a held-back entry) waits, as does what depends on it.
+func TestPostDataSplit(t *testing.T) {
+	e := func(id int, deps ...int) format.ArchiveEntry {
+		return format.ArchiveEntry{DumpID: id, Section: format.SectionPostData, Deps: deps}
+	}
+	p := newPostData(&format.ArchiveInfo{Entries: []format.ArchiveEntry{
+		e(1), e(2), e(3, 1), e(4), e(5, 1, 2), e(6, 5), e(7, 3),
+	}}, nil)
+	for _, c := range []struct {
+		ids  []int
+		n    int
+		want string
+	}{
+		{[]int{1, 2, 3, 4, 5, 6, 7}, 2, "[[1 3 7] [2 4]]"}, // 5 needs both batches; 6 needs 5
+		{[]int{1, 2, 3, 4, 5, 6, 7}, 1, "[[1 2 3 4 5 6 7]]"},
+		{[]int{1, 2, 4}, 3, "[[1] [2] [4]]"},
+		{[]int{1, 2, 4}, 0, "[]"},
+		{nil, 2, "[]"},
+	} {
+		if got := fmt.Sprint(p.split(c.ids, c.n)); got != c.want {
+			t.Errorf("split %v in %d: %s, want %s", c.ids, c.n, got, c.want)
+		}
 	}
 }

@@ -204,9 +204,10 @@ func (s *stage) end(err error) {
 // the spool as it grows: first the definitions, then the table data in
 // o.Jobs processes, each with its share of the tables (the largest
 // first, by the manifest's sizes), each reading the table of contents
-// and its own tables' blocks in stream order. Once a job has ended and
-// others still copy, the indexes and constraints of its tables are
-// built (postData); complete builds the rest.
+// and its own tables' blocks in stream order. Once a job has ended, the
+// indexes and constraints of its tables are built (postData) while
+// other jobs still copy, in batches that run side by side, never more
+// pg_restores at once than o.Jobs; complete builds what is left.
 func (s *stage) parallel(ctx context.Context, tool string) error {
 	// pg_restore lists the entries while another creates the
 	// definitions: both read only the table of contents.
@@ -263,8 +264,12 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 		}()
 	}
 	ended := map[int]bool{}
-	var building chan error // the post-data entries building now
-	var batch []int
+	type built struct {
+		ids []int
+		err error
+	}
+	builds := make(chan built)
+	building, batches := 0, 0 // batches building now, and ever started
 	fail := func(err error) {
 		if first == nil {
 			first = err
@@ -274,7 +279,7 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 	if first != nil {
 		cancel()
 	}
-	for running > 0 || building != nil {
+	for running > 0 || building > 0 {
 		select {
 		case r := <-results:
 			running--
@@ -282,35 +287,45 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 				fail(r.err)
 			}
 			ended[r.job] = true
-		case err := <-building:
-			building = nil
-			if err != nil {
-				fail(err)
+		case b := <-builds:
+			building--
+			for _, id := range b.ids {
+				delete(s.post.running, id)
+			}
+			if b.err != nil {
+				fail(b.err)
 				continue
 			}
-			for _, id := range batch {
+			for _, id := range b.ids {
 				s.post.done[id] = true
 			}
 		}
-		if first != nil || building != nil || running == 0 {
+		// As many pg_restores at once as --jobs: the data jobs still
+		// copying, and batches of what their ended tables need built.
+		free := s.o.Jobs - running - building
+		if first != nil || free <= 0 {
 			continue
 		}
-		if batch = s.post.ready(ended); len(batch) > 0 {
-			building = make(chan error, 1)
-			go func(ids []int) { building <- s.postData(ctx, tool, ids) }(batch)
+		for _, ids := range s.post.split(s.post.ready(ended), free) {
+			for _, id := range ids {
+				s.post.running[id] = true
+			}
+			building++
+			batches++
+			go func(n int, ids []int) { builds <- built{ids, s.postData(ctx, tool, n, ids)} }(batches, ids)
 		}
 	}
 	return first
 }
 
-// postData builds the post-data entries ids from the spool (their
+// postData builds the post-data entries ids (batch n) from the spool (their
 // definitions are in its table of contents, whole from the start).
-func (s *stage) postData(ctx context.Context, tool string, ids []int) error {
+func (s *stage) postData(ctx context.Context, tool string, n int, ids []int) error {
 	set := map[int]bool{}
 	for _, id := range ids {
 		set[id] = true
 	}
-	file := s.spool.f.Name() + ".early"
+	file := fmt.Sprintf("%s.early%d", s.spool.f.Name(), n)
 	if err := os.WriteFile(file, []byte(listOf(s.toc, set, false)), 0o600); err != nil {
 		return err
 	}
