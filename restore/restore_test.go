@@ -531,7 +531,7 @@ exit $rc
 	}
 	raw, _ := os.ReadFile(log)
 	var lastDataEnd int64
-	started := map[string]int64{} // early batch → when it started
+	started := map[string]int64{}  // early batch → when it started
 	built := map[string][]string{} // early batch → the names it built
 	var rest bool
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
