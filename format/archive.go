@@ -50,6 +50,7 @@ const (
 
 // Sections of archive entries, as pg_dump numbers them.
 const (
+	SectionNone     = 1 // pg_restore counts it in the section before it
 	SectionPreData  = 2
 	SectionData     = 3
 	SectionPostData = 4

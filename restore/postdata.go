@@ -8,25 +8,46 @@ import (
 )
 
 // postData schedules a --jobs restore's post-data entries (indexes,
-// constraints, triggers) as early as the data jobs allow: an entry may
-// run once every table it depends on is loaded (the job loading it has
-// ended) and every post-data entry it depends on has run, while other
-// jobs still copy, as pg_restore -j does. What is left runs at the end,
-// from pg_restore's own post-data section minus what ran.
+// constraints, triggers, and the comments and grants on them) as early
+// as the data jobs allow: an entry may run once every table it depends
+// on is loaded (the job loading it has ended) and every post-data entry
+// it depends on has run, while other jobs still copy, as pg_restore -j
+// does. What is left runs at the end.
+//
+// An entry's section is the one pg_restore gives it: pg_dump's, or for
+// an entry of no section (a comment, an ACL) the section of the entry
+// before it in the archive. pg_restore works that out again over the
+// entries of a --use-list moved to the front, so the runs here list
+// post-data entries only and pass no --section: a comment listed alone
+// would otherwise count as data, and be skipped.
 type postData struct {
 	entries []format.ArchiveEntry
 	byID    map[int]int  // dump id → index in entries
+	section map[int]int  // dump id → its section, as pg_restore counts it
 	jobOf   map[int]int  // dump id of a TABLE or a data entry → its job
 	done    map[int]bool // post-data entries that ran
 	running map[int]bool // post-data entries being built
+	// unsectioned: an archive older than sections (or one that names a
+	// section pg_restore does not know): nothing is built early, and
+	// pg_restore's own post-data section runs at the end.
+	unsectioned bool
 }
 
 // newPostData maps each data entry (and the table of each TABLE DATA
 // entry) to the job whose list (of splitData) holds it.
 func newPostData(info *format.ArchiveInfo, lists [][]string) *postData {
-	p := &postData{entries: info.Entries, byID: map[int]int{}, jobOf: map[int]int{}, done: map[int]bool{}, running: map[int]bool{}}
+	p := &postData{entries: info.Entries, byID: map[int]int{}, section: map[int]int{}, jobOf: map[int]int{}, done: map[int]bool{}, running: map[int]bool{}}
+	cur := format.SectionPreData
 	for i, e := range info.Entries {
 		p.byID[e.DumpID] = i
+		switch e.Section {
+		case format.SectionNone:
+		case format.SectionPreData, format.SectionData, format.SectionPostData:
+			cur = e.Section
+		default:
+			p.unsectioned = true
+		}
+		p.section[e.DumpID] = cur
 	}
 	for job, list := range lists {
 		for _, id := range listIDs(list) {
@@ -50,20 +71,26 @@ func newPostData(info *format.ArchiveInfo, lists [][]string) *postData {
 // pg_dump sorts so that an entry comes after what it depends on). An
 // entry may depend on one returned before it: they must run in order.
 func (p *postData) ready(ended map[int]bool) []int {
+	if p.unsectioned {
+		return nil
+	}
 	chosen := map[int]bool{}
 	var out []int
 	for _, e := range p.entries {
-		if e.Section != format.SectionPostData || p.done[e.DumpID] || p.running[e.DumpID] {
+		if p.section[e.DumpID] != format.SectionPostData || p.done[e.DumpID] || p.running[e.DumpID] {
 			continue
 		}
 		ok := true
 		for _, d := range e.Deps {
+			_, known := p.byID[d]
 			if job, isData := p.jobOf[d]; isData {
 				ok = ended[job]
-			} else if i, known := p.byID[d]; known && p.entries[i].Section == format.SectionPostData {
+			} else if !known {
+				continue // not in the archive
+			} else if sec := p.section[d]; sec == format.SectionPostData {
 				ok = p.done[d] || chosen[d]
-			} else if known && p.entries[i].Section != format.SectionPreData {
-				ok = false // an entry of no section: left for the end
+			} else if sec != format.SectionPreData {
+				ok = false // restored with data, by no job of its own: left for the end
 			}
 			if !ok {
 				break
@@ -72,6 +99,31 @@ func (p *postData) ready(ended map[int]bool) []int {
 		if ok {
 			chosen[e.DumpID] = true
 			out = append(out, e.DumpID)
+		}
+	}
+	return out
+}
+
+// left says whether a post-data entry has not run (or, unsectioned,
+// whether there is any: pg_restore's post-data section then runs).
+func (p *postData) left() bool {
+	if p.unsectioned {
+		return true
+	}
+	for _, e := range p.entries {
+		if p.section[e.DumpID] == format.SectionPostData && !p.done[e.DumpID] {
+			return true
+		}
+	}
+	return false
+}
+
+// rest returns the post-data entries that have not run.
+func (p *postData) rest() map[int]bool {
+	out := map[int]bool{}
+	for _, e := range p.entries {
+		if p.section[e.DumpID] == format.SectionPostData && !p.done[e.DumpID] {
+			out[e.DumpID] = true
 		}
 	}
 	return out
@@ -127,22 +179,19 @@ func (p *postData) split(ids []int, n int) [][]int {
 	return out
 }
 
-// listOf returns the lines of toc (a pg_restore --list) for the entries
-// in ids, or, with skip, every line but theirs (commented out).
-func listOf(toc []string, ids map[int]bool, skip bool) string {
+// listOf returns the lines of toc (a pg_restore --list) with every
+// entry but those in ids commented out, and no comment lines.
+func listOf(toc []string, ids map[int]bool) string {
 	var b strings.Builder
 	for _, line := range toc {
 		id, ok := lineID(line)
-		switch {
-		case !ok && skip:
-			b.WriteString(line)
-		case !ok:
+		if !ok {
 			continue
-		case ids[id] == skip:
-			b.WriteString(";" + line)
-		default:
-			b.WriteString(line)
 		}
+		if !ids[id] {
+			b.WriteByte(';')
+		}
+		b.WriteString(line)
 		b.WriteByte('\n')
 	}
 	return b.String()

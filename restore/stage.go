@@ -326,11 +326,12 @@ func (s *stage) postData(ctx context.Context, tool string, n int, ids []int) err
 		set[id] = true
 	}
 	file := fmt.Sprintf("%s.early%d", s.spool.f.Name(), n)
-	if err := os.WriteFile(file, []byte(listOf(s.toc, set, false)), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(listOf(s.toc, set)), 0o600); err != nil {
 		return err
 	}
 	defer os.Remove(file)
-	return exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, Sections: []string{"post-data"}, UseList: file}, s.spool.f.Name(), nil)
+	// No --section: the list holds post-data entries only (see postData).
+	return exec.PgRestore(ctx, s.conn, exec.RestoreArgs{Tool: tool, UseList: file}, s.spool.f.Name(), nil)
 }
 
 // splitData splits the entries of a pg_restore --list into at most n
@@ -391,7 +392,9 @@ func splitData(toc []string, n int, sizes map[string]int64) [][]string {
 // constraints with --jobs, from the spool) and renames the staging
 // database to the target.
 func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
-	if s.o.Jobs > 1 {
+	// With --jobs, the post-data entries the batches did not build (none
+	// left, no run), listed alone and without --section (see postData).
+	if s.o.Jobs > 1 && (s.post == nil || s.post.left()) {
 		if spool == nil {
 			return errors.New("--jobs needs the spool, which is gone")
 		}
@@ -399,10 +402,10 @@ func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
 		if args.Tool == "" {
 			args.Tool = c.Tool.Path
 		}
-		if s.post != nil && len(s.post.done) > 0 {
-			// What was built while the data loaded is left out.
+		if s.post != nil && !s.post.unsectioned {
+			args.Sections = nil
 			args.UseList = spool.Name() + ".rest"
-			if err := os.WriteFile(args.UseList, []byte(listOf(s.toc, s.post.done, true)), 0o600); err != nil {
+			if err := os.WriteFile(args.UseList, []byte(listOf(s.toc, s.post.rest())), 0o600); err != nil {
 				return err
 			}
 			defer os.Remove(args.UseList)
