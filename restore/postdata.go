@@ -106,17 +106,7 @@ func (p *postData) ready(ended map[int]bool) []int {
 
 // left says whether a post-data entry has not run (or, unsectioned,
 // whether there is any: pg_restore's post-data section then runs).
-func (p *postData) left() bool {
-	if p.unsectioned {
-		return true
-	}
-	for _, e := range p.entries {
-		if p.section[e.DumpID] == format.SectionPostData && !p.done[e.DumpID] {
-			return true
-		}
-	}
-	return false
-}
+func (p *postData) left() bool { return p.unsectioned || len(p.rest()) > 0 }
 
 // rest returns the post-data entries that have not run.
 func (p *postData) rest() map[int]bool {
@@ -132,8 +122,8 @@ func (p *postData) rest() map[int]bool {
 // split shares ready entries (of ready) out to at most n batches that
 // can run at once: each entry goes with the post-data entries of ids it
 // depends on, an entry that depends on two batches waits for a later
-// round (as does what depends on it), and the others are dealt to the batch with the fewest entries.
-// Each batch keeps the order of ids.
+// round (as does what depends on it), and the others are dealt to the
+// batch with the fewest entries. Each batch keeps the order of ids.
 func (p *postData) split(ids []int, n int) [][]int {
 	if n < 1 || len(ids) == 0 {
 		return nil

@@ -100,10 +100,11 @@ func TestPostDataSplit(t *testing.T) {
 	}
 }
 
-// TestPostDataLeft: what pg_restore --section=post-data would still run
-// is a post-data entry not built, or an entry of no section after the
-// first post-data entry (pg_restore counts it in post-data); an entry
-// of no section before it belongs to an earlier section.
+// TestPostDataLeft: what is left for the last run is a post-data entry
+// not built, or an entry of no section after the first post-data entry
+// (pg_restore counts it in post-data); an entry of no section before it
+// belongs to an earlier section, and an archive without sections always
+// leaves pg_restore's post-data section to run.
 func TestPostDataLeft(t *testing.T) {
 	e := func(id, section int) format.ArchiveEntry { return format.ArchiveEntry{DumpID: id, Section: section} }
 	for _, c := range []struct {
