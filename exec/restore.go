@@ -153,6 +153,15 @@ func ListTOC(ctx context.Context, tool string, r io.Reader) ([]string, error) {
 	return strings.Split(strings.TrimRight(out.String(), "\n"), "\n"), nil
 }
 
+// A Splicer is a reader that can move its bytes into a pipe without
+// copying them through user space (splice(2) from a file): feed hands it
+// the tool's stdin. It returns errors.ErrUnsupported, having written
+// nothing, where it cannot; feed then reads it as any reader.
+type Splicer interface {
+	io.Reader
+	SpliceTo(pipe syscall.RawConn) (int64, error)
+}
+
 // ErrArchive means pg_restore could not read the archive.
 var ErrArchive = errors.New("pg_restore cannot read the archive")
 
@@ -172,7 +181,17 @@ func feed(ctx context.Context, conn pg.Conn, tool string, args []string, r io.Re
 		return toolError(tool, err, stderr)
 	}
 	growPipe(stdin) // a restore's megabyte writes, fewer wake-ups
-	_, copyErr := io.CopyBuffer(onlyWriter{stdin}, r, make([]byte, copyBufSize))
+	copyErr := errors.ErrUnsupported
+	if s, ok := r.(Splicer); ok {
+		if pipe, ok := stdin.(syscall.Conn); ok {
+			if rc, err := pipe.SyscallConn(); err == nil {
+				_, copyErr = s.SpliceTo(rc)
+			}
+		}
+	}
+	if errors.Is(copyErr, errors.ErrUnsupported) {
+		_, copyErr = io.CopyBuffer(onlyWriter{stdin}, r, make([]byte, copyBufSize))
+	}
 	if copyErr != nil && !errors.Is(copyErr, syscall.EPIPE) {
 		cancel() // a bad stream: stop the tool before it sees the end
 	}

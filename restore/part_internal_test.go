@@ -8,6 +8,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +20,9 @@ import (
 // spoolAsChecked writes archive to a spool the way the check pass does
 // (in small pieces, each written before the walk sees it; with lag, all
 // of it before the walk starts) while parts read it, and returns what
-// each part read.
-func spoolAsChecked(t *testing.T, archive []byte, wants []map[int]bool, lag bool, sealErr error) ([][]byte, []error, *format.ArchiveInfo) {
+// each part read. With splice, each part is moved into a pipe as a job's
+// input is (and must not fall back to reading), and read from it.
+func spoolAsChecked(t *testing.T, archive []byte, wants []map[int]bool, lag, splice bool, sealErr error) ([][]byte, []error, *format.ArchiveInfo) {
 	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "spool"))
 	if err != nil {
@@ -35,9 +37,17 @@ func spoolAsChecked(t *testing.T, archive []byte, wants []map[int]bool, lag bool
 	outs := make([]chan got, len(wants))
 	for i, want := range wants {
 		outs[i] = make(chan got, 1)
-		r := w.part(want)
+		r := w.part(want).(*part)
 		go func() {
-			b, err := io.ReadAll(r)
+			if !splice {
+				b, err := io.ReadAll(r)
+				outs[i] <- got{b, err}
+				return
+			}
+			b, err := spliceAll(r)
+			if err == nil && r.spliced != int64(len(b)) {
+				err = fmt.Errorf("%d of %d bytes spliced: the rest was read and written", r.spliced, len(b))
+			}
 			outs[i] <- got{b, err}
 		}()
 	}
@@ -79,6 +89,27 @@ func spoolAsChecked(t *testing.T, archive []byte, wants []map[int]bool, lag bool
 		bs, errs = append(bs, g.b), append(errs, g.err)
 	}
 	return bs, errs, info
+}
+
+// spliceAll moves a part into a pipe with SpliceTo and returns what came
+// out of the pipe.
+func spliceAll(r *part) ([]byte, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(pr)
+		pr.Close()
+		out <- b
+	}()
+	rc, err := pw.SyscallConn()
+	if err == nil {
+		_, err = r.SpliceTo(rc)
+	}
+	pw.Close()
+	return <-out, err
 }
 
 // A part holds the header and table of contents, then exactly the
@@ -131,11 +162,15 @@ CREATE SEQUENCE s; SELECT setval('s', 42);`)
 		{ids["b"]: true},
 		{}, // the table of contents only
 	}
-	parts, errs, _ := spoolAsChecked(t, archive, wants, false, nil)
-	lagged, lerrs, _ := spoolAsChecked(t, archive, wants, true, nil)
+	parts, errs, _ := spoolAsChecked(t, archive, wants, false, false, nil)
+	lagged, lerrs, _ := spoolAsChecked(t, archive, wants, true, false, nil)
+	spliced, serrs, _ := spoolAsChecked(t, archive, wants, false, runtime.GOOS == "linux", nil)
 	for i, want := range wants {
 		if lerrs[i] != nil || !bytes.Equal(lagged[i], parts[i]) {
 			t.Fatalf("part %d with the walk behind the spool: %d bytes (%v), without: %d", i, len(lagged[i]), lerrs[i], len(parts[i]))
+		}
+		if serrs[i] != nil || !bytes.Equal(spliced[i], parts[i]) {
+			t.Fatalf("part %d spliced into a pipe: %d bytes (%v), read: %d", i, len(spliced[i]), serrs[i], len(parts[i]))
 		}
 		if errs[i] != nil {
 			t.Fatalf("part %d: %v", i, errs[i])
@@ -175,10 +210,12 @@ CREATE SEQUENCE s; SELECT setval('s', 42);`)
 	}
 	// A check pass that fails ends every part with its error.
 	bad := errors.New("chunk 7 failed authentication")
-	_, errs, _ = spoolAsChecked(t, archive, wants, false, bad)
-	for i, err := range errs {
-		if !errors.Is(err, bad) {
-			t.Fatalf("part %d after a failed check: %v, want the check's error", i, err)
+	for _, splice := range []bool{false, true} {
+		_, errs, _ = spoolAsChecked(t, archive, wants, false, splice, bad)
+		for i, err := range errs {
+			if !errors.Is(err, bad) {
+				t.Fatalf("part %d after a failed check (splice %v): %v, want the check's error", i, splice, err)
+			}
 		}
 	}
 }

@@ -204,30 +204,71 @@ type part struct {
 	w       *spoolWriter
 	want    map[int]bool
 	off     int64
-	cur     int  // the block being read (-1: the table of contents)
-	inBlock bool // cur is not read to its end yet
-	scan    int  // the next block to consider
+	cur     int   // the block being read (-1: the table of contents)
+	inBlock bool  // cur is not read to its end yet
+	scan    int   // the next block to consider
+	spliced int64 // bytes moved by splice rather than read (for tests)
 }
 
 func (f *part) Read(p []byte) (int, error) {
+	n, err := f.next(int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	k, err := f.w.f.ReadAt(p[:n], f.off)
+	f.off += int64(k)
+	if err == io.EOF && k > 0 {
+		err = nil
+	}
+	return k, err
+}
+
+// SpliceTo moves the part into a pipe (a job's stdin) as Read would read
+// it, without copying it through this process: splice(2) hands the
+// spool's pages to the pipe. Where splice is unsupported it returns
+// errors.ErrUnsupported having moved nothing, and the caller reads.
+func (f *part) SpliceTo(pipe syscall.RawConn) (int64, error) {
+	var total int64
+	for {
+		n, err := f.next(spliceMax)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		k, err := spliceRange(f.w.f, f.off, n, pipe)
+		f.off += k
+		total += k
+		f.spliced += k
+		if errors.Is(err, errors.ErrUnsupported) && total > 0 {
+			err = fmt.Errorf("splice from the spool stopped half-way: %w", syscall.EINVAL)
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// spliceMax is the most one splice call moves: the jobs' pipes are grown
+// to a megabyte.
+const spliceMax = 1 << 20
+
+// next waits until bytes of the part are written at f.off and returns
+// how many may be read there now (at most max); io.EOF at the part's
+// end, the check pass's error when it failed.
+func (f *part) next(max int64) (int64, error) {
 	w := f.w
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for {
 		if w.sealErr != nil {
-			w.mu.Unlock()
 			return 0, w.sealErr
 		}
 		if f.inBlock {
 			end, final := f.end()
 			if f.off < end {
-				n := min(int64(len(p)), end-f.off)
-				w.mu.Unlock()
-				k, err := w.f.ReadAt(p[:n], f.off)
-				f.off += int64(k)
-				if err == io.EOF && k > 0 {
-					err = nil
-				}
-				return k, err
+				return min(max, end-f.off), nil
 			}
 			if final {
 				f.inBlock = false
@@ -241,7 +282,6 @@ func (f *part) Read(p []byte) (int, error) {
 			}
 			continue
 		} else if w.sealed {
-			w.mu.Unlock()
 			return 0, io.EOF
 		}
 		w.grown.Wait()
