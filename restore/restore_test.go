@@ -514,7 +514,8 @@ for a in "$@"; do
 done
 pg_restore "$@"
 rc=$?
-echo "end $(date +%%s%%N) $*" >> %[1]s
+for last; do :; done
+echo "end $(date +%%s%%N) $* size $(stat -c %%s "$last" 2>/dev/null)" >> %[1]s
 exit $rc
 `, log)
 	if err := os.WriteFile(tool, []byte(script), 0o700); err != nil {
@@ -541,6 +542,7 @@ exit $rc
 	var lastDataEnd int64
 	started := map[string]int64{}  // early batch → when it started
 	built := map[string][]string{} // early batch → the names it built
+	ended := map[string]int64{}    // early batch → the spool's size at its end
 	var rest bool
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		f := strings.Fields(line)
@@ -551,6 +553,11 @@ exit $rc
 			built[f[1]] = append(built[f[1]], f[len(f)-2]) // the name, before the owner
 		case f[0] == "end" && strings.Contains(line, "--section data"):
 			lastDataEnd = max(lastDataEnd, at)
+		case f[0] == "end" && strings.Contains(line, ".early"):
+			file := f[len(f)-4]
+			var size int64
+			fmt.Sscan(f[len(f)-1], &size)
+			ended[file[strings.LastIndex(file, ".")+1:]] = size
 		case f[0] == "start" && strings.Contains(line, ".early"):
 			file := f[len(f)-2]
 			started[file[strings.LastIndex(file, ".")+1:]] = at
@@ -576,6 +583,14 @@ exit $rc
 	}
 	if got := strings.Join(after, ", "); got != "big_pkey, small_big_id_fkey" {
 		t.Fatalf("built early after the jobs: %s (want big_pkey, small_big_id_fkey)\n%s", got, raw)
+	}
+	// Once the last job has ended, no block of the spool is read again:
+	// it is cut back to its table of contents (a few KiB; its blocks
+	// are tens of MiB) while the indexes are built.
+	for batch, at := range started {
+		if at > lastDataEnd && ended[batch] > 1<<20 {
+			t.Fatalf("batch %s, after the jobs: the spool still held %d bytes at its end\n%s", batch, ended[batch], raw)
+		}
 	}
 	// All of post-data was built early: no last pg_restore for it.
 	// (TestRestoreJobsSpool restores comments and grants, which it runs.)

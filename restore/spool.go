@@ -64,6 +64,12 @@ type spoolWriter struct {
 	tocKnown bool
 	blocks   []spoolBlock
 	walked   int64
+
+	// dropSealed: the data jobs have ended, so once sealed whole the
+	// spool keeps only its table of contents (truncated in the
+	// background, done closed when it is).
+	dropSealed bool
+	dropped    chan struct{}
 }
 
 type spoolBlock struct {
@@ -136,6 +142,50 @@ func (w *spoolWriter) seal(err error) {
 	if w.grown != nil {
 		w.grown.Broadcast()
 	}
+	if w.dropSealed {
+		w.truncateData()
+	}
+}
+
+// dropData frees the spool's data blocks once the check pass has sealed
+// it whole (at once if it has): called when every data job has ended,
+// after which only the table of contents is read again (by the post-data
+// runs). Freeing a spool of many gigabytes takes a while: done in the
+// background while indexes are built, it is not left for the restore's
+// end.
+func (w *spoolWriter) dropData() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.dropSealed = true
+	if w.sealed {
+		w.truncateData()
+	}
+}
+
+// waitDropped waits for dropData's truncation, if one was started.
+func (w *spoolWriter) waitDropped() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	done := w.dropped
+	w.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// truncateData cuts a spool sealed whole back to its table of contents,
+// in the background. Called with w.mu held.
+func (w *spoolWriter) truncateData() {
+	if w.sealErr != nil || !w.tocKnown || w.dropped != nil {
+		return
+	}
+	w.dropped = make(chan struct{})
+	go func(end int64) {
+		defer close(w.dropped)
+		w.f.Truncate(end)
+	}(w.tocEnd)
 }
 
 type follower struct {

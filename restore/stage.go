@@ -287,6 +287,9 @@ func (s *stage) parallel(ctx context.Context, tool string) error {
 				fail(r.err)
 			}
 			ended[r.job] = true
+			if running == 0 && first == nil {
+				s.spool.dropData() // no job reads a data block again
+			}
 		case b := <-builds:
 			building--
 			for _, id := range b.ids {
@@ -392,6 +395,7 @@ func splitData(toc []string, n int, sizes map[string]int64) [][]string {
 // constraints with --jobs, from the spool) and renames the staging
 // database to the target.
 func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
+	s.spool.waitDropped() // long done while indexes were built
 	// With --jobs, the post-data entries the batches did not build (none
 	// left, no run), listed alone and without --section (see postData).
 	if s.o.Jobs > 1 && (s.post == nil || s.post.left()) {
