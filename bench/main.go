@@ -109,6 +109,7 @@ func main() {
 	bkz := add("backupkit restore zstd+enc", "restore")
 	pgr2 := add("pg_restore -j 2", "restore")
 	bkr2 := add("backupkit restore gzip+enc --jobs 2", "restore")
+	bkz2 := add("backupkit restore zstd+enc --jobs 2", "restore")
 	plan := add(fmt.Sprintf("backupkit plan (%d backups, one due)", *planN), "plan")
 
 	plainFile := filepath.Join(dir, "plain.dump")
@@ -171,6 +172,10 @@ func main() {
 				func() {
 					dropdb(target)
 					bkr2.results = append(bkr2.results, run(bin, "", "restore", "-c", cfg, "--db", "gz", "--from", "latest", "--to-database", target, "--jobs", "2"))
+				},
+				func() {
+					dropdb(target)
+					bkz2.results = append(bkz2.results, run(bin, "", "restore", "-c", cfg, "--db", "zs", "--from", "latest", "--to-database", target, "--jobs", "2"))
 				},
 			}
 			if i%2 == 1 {
@@ -485,4 +490,5 @@ func report(table []*row, ref *row) {
 	pair("pg_restore -d (plain -Fc file)", "backupkit restore zstd+enc")
 	pair("pg_restore -d (plain -Fc file)", "backupkit verify gzip+enc (the check pass)")
 	pair("pg_restore -j 2", "backupkit restore gzip+enc --jobs 2")
+	pair("pg_restore -j 2", "backupkit restore zstd+enc --jobs 2")
 }

@@ -52,6 +52,7 @@ func targets(table []*row) {
 		lines = append(lines, l)
 	}
 	ratio("restore --jobs 2 wall / pg_restore -j 2", "pg_restore -j 2", "backupkit restore gzip+enc --jobs 2", wall, 1.05)
+	ratio("  the same, zstd+enc backup", "pg_restore -j 2", "backupkit restore zstd+enc --jobs 2", wall, 1.05)
 	ratio("restore wall / pg_restore", "pg_restore -d (plain -Fc file)", "backupkit restore gzip+enc", wall, 1.00)
 	ratio("restore zstd+enc wall / pg_restore", "pg_restore -d (plain -Fc file)", "backupkit restore zstd+enc", wall, 1.00)
 	abs("peak RSS, backup zstd+enc (local)", "backupkit backup zstd+enc (local)", rss, " MiB", 96)
