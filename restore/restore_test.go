@@ -390,12 +390,21 @@ func TestRestoreJoinsRowsOfOlderBackups(t *testing.T) {
 	perRow := peopleBlock(t, raw)
 	want := fingerprint(t, p, src)
 
-	// A pg_restore that records what it reads: its input file, or stdin.
+	// A pg_restore that records what it reads: its input file (the one
+	// argument that is neither an option nor an option's value: a
+	// --use-list file is not its input), or stdin.
 	dir := t.TempDir()
 	tool := filepath.Join(dir, "pg_restore")
 	script := fmt.Sprintf(`#!/bin/sh
-for a in "$@"; do last=$a; done
-if [ -f "$last" ]; then cp "$last" %[1]s/read.$$; exec pg_restore "$@"; fi
+prev=; in=
+for a in "$@"; do
+	case "$prev" in
+	--use-list|--dbname|--section|--jobs) ;;
+	*) case "$a" in -*) ;; *) in=$a;; esac;;
+	esac
+	prev=$a
+done
+if [ -n "$in" ]; then cp "$in" %[1]s/read.$$; exec pg_restore "$@"; fi
 tee %[1]s/read.$$ | pg_restore "$@"
 `, dir)
 	if err := os.WriteFile(tool, []byte(script), 0o700); err != nil {

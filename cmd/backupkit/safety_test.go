@@ -117,6 +117,11 @@ func TestSkippedBackupNeverLicensesPrune(t *testing.T) {
 			slow.Process.Kill() // SIGKILL mid-dump
 			slow.Wait()
 			assertOnly(t, store, "app", b0, "after writer 1 was killed")
+			// Its lock session ends when the server notices the closed
+			// connection, which a busy machine can take a moment to do.
+			waitFor(t, "the killed writer's lock to be released", 20*time.Second, func() bool {
+				return pg.Query(t, db, "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()") == "0"
+			})
 
 			// With no one else around, the next apply backs up and only
 			// then prunes B0.
