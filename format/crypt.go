@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,46 +14,60 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/scrypt"
 )
 
-// Encryption stream format (version 1), all integers big-endian:
+// Encryption stream format (version 2, what new backups use), all
+// integers big-endian:
 //
 //	offset size field
 //	0      7    magic "BKITENC"
-//	7      1    format version (1)
+//	7      1    format version (2)
 //	8      1    KDF id (1 = scrypt, 2 = Argon2id)
 //	9      3    KDF parameters: scrypt log2(N), r, p;
 //	            Argon2id log2(memory in KiB), time (passes), threads
-//	12     16   random salt
+//	12     16   salt of the password's key
 //	28     4    plaintext chunk size
-//	32     32   key check: HMAC-SHA256(check key, bytes 0..31)
-//	64     4    CRC-32 (IEEE) of bytes 0..63
-//	68          chunks
+//	32     16   stream id, random for every stream
+//	48     32   key check: HMAC-SHA256(check key, bytes 0..47)
+//	80     4    CRC-32 (IEEE) of bytes 0..79
+//	84          chunks
 //
-// The KDF turns the password and salt into 64 bytes: the AES-256 key and
-// the check key. New backups use Argon2id with 64 MiB, 3 passes, 4 threads
-// (above OWASP's minimum); scrypt (id 1) is read for older backups. The
+// The KDF turns the password and salt into a 64-byte password key; the
+// stream's AES-256 key and check key are HKDF-SHA256 of that key with the
+// stream id as salt, so every stream has keys of its own while a process
+// runs the KDF once per password (restic's master key, the same idea).
+// New backups use Argon2id with 64 MiB, 3 passes, 4 threads (above
+// OWASP's minimum); scrypt (id 1) is read for older backups. The
 // parameters come from an unauthenticated header, so they are capped
-// before any work: at most 256 MiB and bounded passes and threads. Each chunk is AES-256-GCM sealed, its plaintext exactly the chunk
-// size except for the last, which holds 0..chunk size bytes. The 12-byte
-// nonce is [last flag (1 byte), 0, 0, 0, chunk index (8 bytes)] and the
-// 68-byte header is the additional data of every chunk. A wrong password
-// fails the key check; a damaged header fails the CRC; a changed, moved
-// or missing chunk fails authentication; a stream that stops before a
-// chunk sealed as last is truncated.
+// before any work: at most 256 MiB and bounded passes and threads. Each
+// chunk is AES-256-GCM sealed, its plaintext exactly the chunk size except
+// for the last, which holds 0..chunk size bytes. The 12-byte nonce is
+// [last flag (1 byte), 0, 0, 0, chunk index (8 bytes)] and the header is
+// the additional data of every chunk. A wrong password fails the key
+// check; a damaged header fails the CRC; a changed, moved or missing chunk
+// fails authentication; a stream that stops before a chunk sealed as last
+// is truncated.
+//
+// Version 1 (read, no longer written) has no stream id: its 68-byte
+// header holds the key check at 32 and the CRC at 64, and the KDF's 64
+// bytes are the AES key and the check key themselves.
 const (
 	encMagic     = "BKITENC"
-	encVersion   = 1
+	encVersion   = 2
+	headerSize   = 84
+	headerSizeV1 = 68
 	kdfScrypt    = 1
 	kdfArgon2id  = 2
-	headerSize   = 68
 	tagSize      = 16
 	chunkSize    = 512 << 10
 	maxChunkSize = 16 << 20
 	maxKDFMemory = 256 << 20
+	streamInfo   = "BackupKit encryption v2 stream keys"
 )
 
 // kdf is a key derivation and its three parameter bytes.
@@ -99,14 +114,58 @@ var (
 	ErrNeedPassword  = errors.New("backup is encrypted but no encryption password is configured")
 )
 
-func deriveKeys(password string, salt []byte, k kdf) (aesKey, checkKey []byte, err error) {
+// passwordKeys holds the password keys this process has derived, so a
+// daemon runs the KDF once per password and salt, not once per backup or
+// restore. Derivations run one at a time: two KDFs at once would hold
+// their memory at once.
+var passwordKeys = struct {
+	sync.Mutex
+	byID  map[keyID][]byte
+	salts map[saltID][]byte // the salt new streams use, per password and KDF
+	runs  int               // KDF runs, for tests
+}{byID: map[keyID][]byte{}, salts: map[saltID][]byte{}}
+
+// kdfsInFlight counts derivations running now and kdfsMaxInFlight the
+// most ever at once: the lock above keeps it 1, and tests check that.
+var kdfsInFlight, kdfsMaxInFlight atomic.Int32
+
+// maxCachedKeys bounds the cache: restores of version 1 backups, each
+// with a salt of its own, add one key each.
+const maxCachedKeys = 64
+
+type keyID struct {
+	password [32]byte // SHA-256 of the password
+	kdf      kdf
+	salt     [16]byte
+}
+
+type saltID struct {
+	password [32]byte
+	kdf      kdf
+}
+
+// passwordKey returns the 64-byte key the KDF derives from password and
+// salt, deriving it unless this process already has.
+func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 	if err := k.check(); err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	id := keyID{password: sha256.Sum256([]byte(password)), kdf: k}
+	copy(id.salt[:], salt)
+	passwordKeys.Lock()
+	defer passwordKeys.Unlock()
+	if key, ok := passwordKeys.byID[id]; ok {
+		return key, nil
 	}
 	// What came before (the config, storage clients) is garbage by now:
 	// return it first, so the KDF's memory adds to as little as possible.
 	debug.FreeOSMemory()
+	if n := kdfsInFlight.Add(1); n > kdfsMaxInFlight.Load() {
+		kdfsMaxInFlight.Store(n)
+	}
+	defer kdfsInFlight.Add(-1)
 	var key []byte
+	var err error
 	switch k.id {
 	case kdfScrypt:
 		key, err = scrypt.Key([]byte(password), salt, 1<<k.a, int(k.b), int(k.c), 64)
@@ -114,13 +173,52 @@ func deriveKeys(password string, salt []byte, k kdf) (aesKey, checkKey []byte, e
 		key = argon2.IDKey([]byte(password), salt, uint32(k.b), uint32(1)<<k.a, k.c, 64)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	passwordKeys.runs++
 	// The KDF's working memory is garbage now: return it to the OS before
 	// the pipeline allocates its buffers, so peak memory is one or the
 	// other, never both.
 	debug.FreeOSMemory()
-	return key[:32], key[32:], nil
+	if len(passwordKeys.byID) >= maxCachedKeys {
+		for old := range passwordKeys.byID {
+			delete(passwordKeys.byID, old)
+			break
+		}
+	}
+	passwordKeys.byID[id] = key
+	return key, nil
+}
+
+// encryptionSalt returns the salt this process encrypts new streams with
+// for password and k, chosen at random the first time.
+func encryptionSalt(password string, k kdf) ([]byte, error) {
+	id := saltID{password: sha256.Sum256([]byte(password)), kdf: k}
+	passwordKeys.Lock()
+	defer passwordKeys.Unlock()
+	if s, ok := passwordKeys.salts[id]; ok {
+		return s, nil
+	}
+	s := make([]byte, 16)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	passwordKeys.salts[id] = s
+	return s, nil
+}
+
+// streamKeys returns the AES key and the check key of a stream: for
+// version 2 derived from the password key and the stream id, for version
+// 1 the password key itself.
+func streamKeys(pwKey, streamID []byte) (aesKey, checkKey []byte, err error) {
+	if streamID == nil {
+		return pwKey[:32], pwKey[32:], nil
+	}
+	k, err := hkdf.Key(sha256.New, pwKey, streamID, streamInfo, 64)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k[:32], k[32:], nil
 }
 
 func nonce(index uint64, last bool) []byte {
@@ -145,30 +243,72 @@ type encrypter struct {
 // NewEncrypter returns a WriteCloser that encrypts into w. Close seals
 // the final chunk; it does not close w.
 func NewEncrypter(w io.Writer, password string) (io.WriteCloser, error) {
-	return newEncrypter(w, password, defaultKDF)
+	s, err := NewSealer(password)
+	if err != nil {
+		return nil, err
+	}
+	return s.Encrypter(w)
 }
 
-// Sealer is an encryption key derived ahead of a stream (the KDF run and
-// its memory returned), with the header that stream starts with. One
-// Sealer seals one stream.
+// Sealer is a password's key, derived ahead of the streams it encrypts
+// (the KDF run and its memory returned). Every stream it starts gets a
+// random stream id and keys of its own.
 type Sealer struct {
-	header []byte
-	aead   cipher.AEAD
+	kdf   kdf
+	salt  []byte
+	pwKey []byte
 }
 
-// NewSealer derives a fresh key (new salt) from password with the
-// default KDF, so a pipeline can run the KDF before its buffers exist.
+// NewSealer returns the key of password with the default KDF, deriving
+// it unless this process already has, so a pipeline can run the KDF
+// before its buffers exist.
 func NewSealer(password string) (*Sealer, error) {
 	return newSealer(password, defaultKDF)
 }
 
-// Encrypter returns a WriteCloser that encrypts into w with the sealer's
-// key, as NewEncrypter does.
-func (s *Sealer) Encrypter(w io.Writer) (io.WriteCloser, error) {
-	if _, err := w.Write(s.header); err != nil {
+func newSealer(password string, k kdf) (*Sealer, error) {
+	if password == "" {
+		return nil, ErrNeedPassword
+	}
+	salt, err := encryptionSalt(password, k)
+	if err != nil {
 		return nil, err
 	}
-	return &encrypter{w: w, aead: s.aead, header: s.header, buf: make([]byte, 0, chunkSize+tagSize)}, nil
+	key, err := passwordKey(password, salt, k)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealer{kdf: k, salt: salt, pwKey: key}, nil
+}
+
+// Encrypter writes a new stream's header to w and returns a WriteCloser
+// that encrypts into w, as NewEncrypter does.
+func (s *Sealer) Encrypter(w io.Writer) (io.WriteCloser, error) {
+	h := make([]byte, headerSize)
+	copy(h, encMagic)
+	h[7] = encVersion
+	h[8], h[9], h[10], h[11] = s.kdf.id, s.kdf.a, s.kdf.b, s.kdf.c
+	copy(h[12:28], s.salt)
+	binary.BigEndian.PutUint32(h[28:32], chunkSize)
+	if _, err := rand.Read(h[32:48]); err != nil {
+		return nil, err
+	}
+	aesKey, checkKey, err := streamKeys(s.pwKey, h[32:48])
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, checkKey)
+	mac.Write(h[:48])
+	copy(h[48:80], mac.Sum(nil))
+	binary.BigEndian.PutUint32(h[80:84], crc32.ChecksumIEEE(h[:80]))
+	aead, err := newGCM(aesKey)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(h); err != nil {
+		return nil, err
+	}
+	return &encrypter{w: w, aead: aead, header: h, buf: make([]byte, 0, chunkSize+tagSize)}, nil
 }
 
 func newEncrypter(w io.Writer, password string, k kdf) (*encrypter, error) {
@@ -181,33 +321,6 @@ func newEncrypter(w io.Writer, password string, k kdf) (*encrypter, error) {
 		return nil, err
 	}
 	return e.(*encrypter), nil
-}
-
-func newSealer(password string, k kdf) (*Sealer, error) {
-	if password == "" {
-		return nil, ErrNeedPassword
-	}
-	h := make([]byte, headerSize)
-	copy(h, encMagic)
-	h[7] = encVersion
-	h[8], h[9], h[10], h[11] = k.id, k.a, k.b, k.c
-	if _, err := rand.Read(h[12:28]); err != nil {
-		return nil, err
-	}
-	binary.BigEndian.PutUint32(h[28:32], chunkSize)
-	aesKey, checkKey, err := deriveKeys(password, h[12:28], k)
-	if err != nil {
-		return nil, err
-	}
-	mac := hmac.New(sha256.New, checkKey)
-	mac.Write(h[:32])
-	copy(h[32:64], mac.Sum(nil))
-	binary.BigEndian.PutUint32(h[64:68], crc32.ChecksumIEEE(h[:64]))
-	aead, err := newGCM(aesKey)
-	if err != nil {
-		return nil, err
-	}
-	return &Sealer{header: h, aead: aead}, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -279,7 +392,7 @@ type decrypter struct {
 // chunk is returned before that chunk is authenticated.
 func NewDecrypter(r io.Reader, password string) (io.Reader, error) {
 	h := make([]byte, headerSize)
-	if _, err := io.ReadFull(r, h); err != nil {
+	if _, err := io.ReadFull(r, h[:headerSizeV1]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: encryption header is incomplete", ErrTruncated)
 		}
@@ -288,11 +401,31 @@ func NewDecrypter(r io.Reader, password string) (io.Reader, error) {
 	if string(h[:7]) != encMagic {
 		return nil, fmt.Errorf("%w: not an encrypted BackupKit stream", ErrCorrupted)
 	}
-	if crc32.ChecksumIEEE(h[:64]) != binary.BigEndian.Uint32(h[64:68]) {
-		return nil, fmt.Errorf("%w: encryption header is damaged (checksum mismatch)", ErrCorrupted)
+	var streamID, check []byte
+	switch h[7] {
+	case 1:
+		h = h[:headerSizeV1]
+		check = h[32:64]
+	case encVersion:
+		if _, err := io.ReadFull(r, h[headerSizeV1:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("%w: encryption header is incomplete", ErrTruncated)
+			}
+			return nil, err
+		}
+		streamID, check = h[32:48], h[48:80]
+	default:
+		// A later version, or a damaged byte: the header's checksum, where
+		// either known layout keeps it, tells which.
+		io.ReadFull(r, h[headerSizeV1:])
+		if crc32.ChecksumIEEE(h[:64]) != binary.BigEndian.Uint32(h[64:68]) && crc32.ChecksumIEEE(h[:80]) != binary.BigEndian.Uint32(h[80:84]) {
+			return nil, fmt.Errorf("%w: encryption header is damaged (checksum mismatch)", ErrCorrupted)
+		}
+		return nil, fmt.Errorf("unsupported encryption format version %d (this build reads 1 and %d)", h[7], encVersion)
 	}
-	if h[7] != encVersion {
-		return nil, fmt.Errorf("unsupported encryption format version %d (this build reads %d)", h[7], encVersion)
+	n := len(h)
+	if crc32.ChecksumIEEE(h[:n-4]) != binary.BigEndian.Uint32(h[n-4:]) {
+		return nil, fmt.Errorf("%w: encryption header is damaged (checksum mismatch)", ErrCorrupted)
 	}
 	k := kdf{h[8], h[9], h[10], h[11]}
 	if err := k.check(); err != nil {
@@ -305,13 +438,17 @@ func NewDecrypter(r io.Reader, password string) (io.Reader, error) {
 	if size < 1 || size > maxChunkSize {
 		return nil, fmt.Errorf("%w: encryption chunk size %d out of range", ErrCorrupted, size)
 	}
-	aesKey, checkKey, err := deriveKeys(password, h[12:28], k)
+	pwKey, err := passwordKey(password, h[12:28], k)
+	if err != nil {
+		return nil, err
+	}
+	aesKey, checkKey, err := streamKeys(pwKey, streamID)
 	if err != nil {
 		return nil, err
 	}
 	mac := hmac.New(sha256.New, checkKey)
-	mac.Write(h[:32])
-	if !hmac.Equal(mac.Sum(nil), h[32:64]) {
+	mac.Write(h[:len(h)-4-32])
+	if !hmac.Equal(mac.Sum(nil), check) {
 		return nil, ErrWrongPassword
 	}
 	aead, err := newGCM(aesKey)

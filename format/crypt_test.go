@@ -5,9 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -208,7 +212,7 @@ func TestForgedHeaderCannotForceAHugeKDF(t *testing.T) {
 	forge := func(id, a, b, c byte) []byte {
 		f := bytes.Clone(ct)
 		f[8], f[9], f[10], f[11] = id, a, b, c
-		binary.BigEndian.PutUint32(f[64:68], crc32.ChecksumIEEE(f[:64]))
+		binary.BigEndian.PutUint32(f[headerSize-4:headerSize], crc32.ChecksumIEEE(f[:headerSize-4]))
 		return f
 	}
 	for name, f := range map[string][]byte{
@@ -252,5 +256,128 @@ func TestKDFParameterEdges(t *testing.T) {
 		if err := c.k.check(); (err == nil) != c.ok {
 			t.Errorf("%s (id %d): check() = %v, want ok=%v", c.k, c.k.id, err, c.ok)
 		}
+	}
+}
+
+// Backups written in format version 1 (before stream ids) still decrypt:
+// the files in testdata were written by the version 1 code.
+func TestVersion1BackupsStillDecrypt(t *testing.T) {
+	for name, lines := range map[string]int{"v1-argon2id.enc": 7500, "v1-scrypt.enc": 100} {
+		t.Run(name, func(t *testing.T) {
+			ct, err := os.ReadFile(filepath.Join("testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ct[7] != 1 {
+				t.Fatalf("fixture is version %d", ct[7])
+			}
+			want := bytes.Repeat([]byte("BackupKit v1 fixture line: the quick brown fox jumps over the lazy dog.\n"), lines)
+			got, err := decrypt(ct, "v1 fixture password")
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("decrypted %d bytes (want %d): %v", len(got), len(want), err)
+			}
+			if _, err := decrypt(ct, "wrong"); !errors.Is(err, ErrWrongPassword) {
+				t.Fatalf("wrong password: %v", err)
+			}
+			bad := bytes.Clone(ct)
+			bad[20] ^= 1 // the salt
+			if _, err := decrypt(bad, "v1 fixture password"); !errors.Is(err, ErrCorrupted) {
+				t.Fatalf("damaged header: %v", err)
+			}
+			bad = bytes.Clone(ct)
+			bad[len(bad)-20] ^= 1
+			if _, err := decrypt(bad, "v1 fixture password"); !errors.Is(err, ErrCorrupted) {
+				t.Fatalf("damaged chunk: %v", err)
+			}
+		})
+	}
+}
+
+// Streams of one password key have keys of their own: same salt,
+// different stream ids, and a chunk or header of one never authenticates
+// in another.
+func TestStreamsHaveKeysOfTheirOwn(t *testing.T) {
+	s, err := newSealer("pw", cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := bytes.Repeat([]byte("same plaintext "), 2*chunkSize/15)
+	seal := func() []byte {
+		var buf bytes.Buffer
+		e, err := s.Encrypter(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Write(plain)
+		e.Close()
+		return buf.Bytes()
+	}
+	a, b := seal(), seal()
+	if a[7] != encVersion || !bytes.Equal(a[12:28], b[12:28]) || bytes.Equal(a[32:48], b[32:48]) {
+		t.Fatalf("headers: version %d, salts equal %v, stream ids equal %v", a[7], bytes.Equal(a[12:28], b[12:28]), bytes.Equal(a[32:48], b[32:48]))
+	}
+	if bytes.Equal(a[headerSize:headerSize+64], b[headerSize:headerSize+64]) {
+		t.Fatal("two streams of the same plaintext encrypt to the same bytes: one key for both")
+	}
+	for _, ct := range [][]byte{a, b} {
+		if got, err := decrypt(ct, "pw"); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("round trip: %v", err)
+		}
+	}
+	one := chunkSize + tagSize
+	mixed := append(bytes.Clone(a[:headerSize+one]), b[headerSize+one:]...)
+	if _, err := decrypt(mixed, "pw"); !errors.Is(err, ErrCorrupted) {
+		t.Fatalf("stream a's first chunk with stream b's last: %v", err)
+	}
+	swapped := append(bytes.Clone(b[:headerSize]), a[headerSize:]...)
+	if _, err := decrypt(swapped, "pw"); !errors.Is(err, ErrCorrupted) {
+		t.Fatalf("stream b's header on stream a's chunks: %v", err)
+	}
+}
+
+// The KDF runs once per password and salt in a process, and never two at
+// once.
+func TestKDFRunsOncePerPasswordOneAtATime(t *testing.T) {
+	runs := func() int { passwordKeys.Lock(); defer passwordKeys.Unlock(); return passwordKeys.runs }
+	k := kdf{kdfArgon2id, 14, 1, 1} // 16 MiB: long enough for derivations to overlap if they could
+	before := runs()
+	var streams [][]byte
+	for range 3 {
+		var buf bytes.Buffer
+		e, err := newEncrypter(&buf, "once", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Write([]byte("hello"))
+		e.Close()
+		streams = append(streams, buf.Bytes())
+	}
+	for _, ct := range streams {
+		if got, err := decrypt(ct, "once"); err != nil || string(got) != "hello" {
+			t.Fatalf("round trip: %q %v", got, err)
+		}
+	}
+	if n := runs() - before; n != 1 {
+		t.Fatalf("three streams written and read with one password: %d KDF runs, want 1", n)
+	}
+	if _, err := decrypt(streams[0], "not once"); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password after the key was cached: %v", err)
+	}
+
+	before = runs()
+	kdfsMaxInFlight.Store(0)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := newSealer(fmt.Sprintf("password %d", i), k); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n, most := runs()-before, kdfsMaxInFlight.Load(); n != 6 || most != 1 {
+		t.Fatalf("six passwords at once: %d KDF runs (want 6), at most %d at once (want 1)", n, most)
 	}
 }

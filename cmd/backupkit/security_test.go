@@ -99,7 +99,7 @@ func TestRegeneratedSidecarDoesNotLicenseACutBackup(t *testing.T) {
 	bs, _ := repo.List(context.Background(), sinks.NewLocal("l", filepath.Join(dir, "store")), "app")
 	path := filepath.Join(dir, "store", bs[0].Key)
 	data, _ := os.ReadFile(path)
-	cut := data[:68+9*(512<<10+16)] // header and nine whole chunks
+	cut := data[:84+9*(512<<10+16)] // header (format version 2) and nine whole chunks
 	if len(cut) >= len(data) {
 		t.Fatalf("backup of %d bytes is too small for the test", len(data))
 	}
