@@ -190,6 +190,14 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 	return key, nil
 }
 
+// KDFRuns is how many times this process has run the KDF (each run
+// derives one password key; later streams and restores reuse it).
+func KDFRuns() int {
+	passwordKeys.Lock()
+	defer passwordKeys.Unlock()
+	return passwordKeys.runs
+}
+
 // encryptionSalt returns the salt this process encrypts new streams with
 // for password and k, chosen at random the first time.
 func encryptionSalt(password string, k kdf) ([]byte, error) {

@@ -195,11 +195,50 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 			then = append(then, a)
 		}
 	}
+	r.deriveKeys(ctx, p.Actions, func(name string) *Database { return dbs[name] })
 	var rep Report
 	for _, acts := range [][]Action{first, then, last} {
 		rep.Outcomes = append(rep.Outcomes, r.applyActions(ctx, dbs, acts)...)
 	}
 	return rep
+}
+
+// DeriveKeys derives the password keys of the databases a run will back
+// up (all when name is ""), one at a time, before anything else: a run
+// known to back up (backup, apply --force) calls it before the plan
+// surveys storage, so the KDF's memory is never held beside a storage
+// client's. Apply derives the keys its backups need in any case.
+func (r *Runner) DeriveKeys(ctx context.Context, name string) {
+	var acts []Action
+	for _, db := range r.Databases {
+		if name == "" || db.Name == name {
+			acts = append(acts, Action{Type: ActBackup, Database: db.Name})
+		}
+	}
+	r.deriveKeys(ctx, acts, func(name string) *Database {
+		for i := range r.Databases {
+			if r.Databases[i].Name == name {
+				return &r.Databases[i]
+			}
+		}
+		return nil
+	})
+}
+
+// deriveKeys derives the password key of each backup in acts, one at a
+// time, before any backup's pipeline starts: peak memory is then one KDF
+// or the pipelines, never a KDF beside running pipelines nor two KDFs.
+// format keeps the keys for the process (one per password); a failure
+// here shows again when the backup asks for its key.
+func (r *Runner) deriveKeys(ctx context.Context, acts []Action, db func(string) *Database) {
+	for _, a := range acts {
+		if ctx.Err() != nil {
+			return
+		}
+		if d := db(a.Database); a.Type == ActBackup && d != nil && d.Backup.Password != "" && d.Backup.Recipients.Len() == 0 {
+			format.NewSealer(d.Backup.Password)
+		}
+	}
 }
 
 func (r *Runner) applyActions(ctx context.Context, dbs map[string]*Database, acts []Action) []Outcome {
@@ -354,8 +393,8 @@ func (r *Runner) backup(ctx context.Context, db *Database, acts []Action) []Outc
 	}
 	opts := db.Backup
 	if opts.Password != "" && opts.Recipients.Len() == 0 {
-		// The KDF runs, and its memory goes back, before any storage
-		// allocates its upload buffers.
+		// The key was derived before the run's pipelines started (see
+		// deriveKeys): this takes it from format's keys.
 		s, err := format.NewSealer(opts.Password)
 		if err != nil {
 			return append(skipped, r.failBackups(ctx, db, acts, start, err)...)

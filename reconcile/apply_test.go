@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/backupkit/backupkit/exec"
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
@@ -232,5 +234,56 @@ func TestBackoffHasJitter(t *testing.T) {
 	}
 	if fmt.Sprint(waits) != "[1m0s 2m0s 4m0s 8m0s 16m0s 32m0s 1h0m0s 1h0m0s]" {
 		t.Fatalf("waits without jitter: %v", waits)
+	}
+}
+
+// kdfDumper records, when each pipeline starts, how many key derivations
+// the process has run.
+type kdfDumper struct {
+	mu      sync.Mutex
+	atStart []int
+}
+
+func (k *kdfDumper) Dump(ctx context.Context, db *Database, w io.Writer) (exec.DumpResult, error) {
+	k.mu.Lock()
+	k.atStart = append(k.atStart, format.KDFRuns())
+	k.mu.Unlock()
+	n, _ := w.Write([]byte("PGDMP fake dump"))
+	return exec.DumpResult{Bytes: int64(n)}, nil
+}
+
+// The keys of every backup of a run are derived, one after the other,
+// before any backup's pipeline starts (a KDF's 64 MiB never sits beside a
+// running pipeline), once per password.
+func TestKeysDerivedBeforeAnyPipeline(t *testing.T) {
+	now := ts("2026-11-25T12:30:00Z")
+	store := sinks.NewLocal("local", t.TempDir())
+	secret := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()) // not derived by an earlier test
+	var dbs []Database
+	for i, pw := range []string{"a", "b", "a", "c"} {
+		d := cfgWith("0 * * * *", nil, nil)[0]
+		d.Name = fmt.Sprintf("db%d", i)
+		d.Backup.Password = secret + pw
+		dbs = append(dbs, d)
+	}
+	p := MakePlan(dbs, Observe(context.Background(), dbs, map[string]sinks.Sink{"local": store}, ""), now, PlanOptions{})
+	if p.Count(ActBackup) != 4 {
+		t.Fatalf("%d backups planned, want 4", p.Count(ActBackup))
+	}
+	d := &kdfDumper{}
+	before := format.KDFRuns()
+	r := &Runner{Databases: dbs, Sinks: map[string]sinks.Sink{"local": store}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return now }, Dumper: d, Locker: fakeLocker{}, Parallel: 4}
+	rep := r.Apply(context.Background(), p)
+	if f := rep.Failed(); len(f) > 0 {
+		t.Fatalf("failed: %+v", f)
+	}
+	for _, n := range d.atStart {
+		if n-before != 3 {
+			t.Fatalf("a pipeline started after %d of the run's 3 key derivations (three passwords): %v", n-before, d.atStart)
+		}
+	}
+	if len(d.atStart) != 4 || format.KDFRuns()-before != 3 {
+		t.Fatalf("%d pipelines, %d derivations; want 4 and 3", len(d.atStart), format.KDFRuns()-before)
 	}
 }

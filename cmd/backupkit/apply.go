@@ -66,6 +66,11 @@ func (g *globals) apply(ctx context.Context, o applyOptions) error {
 	}
 	n := newNotifier(g, a.cfg, nil)
 	r := g.runner(a, o.parallel, o.runTimeout, n)
+	if o.force {
+		// Every selected database is backed up: derive the keys before
+		// the survey opens storage connections.
+		r.DeriveKeys(ctx, a.selection(o.db))
+	}
 	p, _ := r.Plan(ctx, time.Now(), reconcile.PlanOptions{Database: a.selection(o.db), Force: o.force, RunTimeout: o.runTimeout})
 	if o.output == "text" {
 		renderPlan(g.stdout, p)
