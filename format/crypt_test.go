@@ -339,12 +339,13 @@ func TestStreamsHaveKeysOfTheirOwn(t *testing.T) {
 // once.
 func TestKDFRunsOncePerPasswordOneAtATime(t *testing.T) {
 	runs := KDFRuns
-	k := kdf{kdfArgon2id, 14, 1, 1} // 16 MiB: long enough for derivations to overlap if they could
+	k := kdf{kdfArgon2id, 14, 1, 1}          // 16 MiB: long enough for derivations to overlap if they could
+	run := fmt.Sprint(time.Now().UnixNano()) // passwords no earlier run of this test derived
 	before := runs()
 	var streams [][]byte
 	for range 3 {
 		var buf bytes.Buffer
-		e, err := newEncrypter(&buf, "once", k)
+		e, err := newEncrypter(&buf, "once"+run, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,7 +354,7 @@ func TestKDFRunsOncePerPasswordOneAtATime(t *testing.T) {
 		streams = append(streams, buf.Bytes())
 	}
 	for _, ct := range streams {
-		if got, err := decrypt(ct, "once"); err != nil || string(got) != "hello" {
+		if got, err := decrypt(ct, "once"+run); err != nil || string(got) != "hello" {
 			t.Fatalf("round trip: %q %v", got, err)
 		}
 	}
@@ -371,7 +372,7 @@ func TestKDFRunsOncePerPasswordOneAtATime(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := newSealer(fmt.Sprintf("password %d", i), k); err != nil {
+			if _, err := newSealer(fmt.Sprintf("password %d %s", i, run), k); err != nil {
 				t.Error(err)
 			}
 		}()
