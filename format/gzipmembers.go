@@ -37,14 +37,15 @@ const (
 	maxGzipMember    = 4 << 20 // cap on a member's stated length and on its output
 )
 
-var gzipMemberMagic = []byte{0x1f, 0x8b, 8, 4}
+// gzipMemberHead is a member header up to its length field.
+var gzipMemberHead = []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 8, 0, 'B', 'K', 4, 0}
 
 // flatePools keeps one pool of deflate writers per level.
 var flatePools sync.Map // level → *sync.Pool
 
 func newMemberWriter(w io.Writer, level int) (*blockWriter, error) {
-	if _, err := flate.NewWriter(io.Discard, level); err != nil {
-		return nil, err
+	if level < flate.HuffmanOnly || level > flate.BestCompression {
+		return nil, fmt.Errorf("gzip level %d out of range", level)
 	}
 	p, _ := flatePools.LoadOrStore(level, &sync.Pool{New: func() any {
 		fw, _ := flate.NewWriter(nil, level)
@@ -54,8 +55,8 @@ func newMemberWriter(w io.Writer, level int) (*blockWriter, error) {
 	return &blockWriter{w: w, size: gzipMember, inflight: gzipMembers,
 		compress: func(out, in []byte) []byte {
 			buf := bytes.NewBuffer(out)
-			buf.Write(gzipMemberMagic)
-			buf.Write([]byte{0, 0, 0, 0, 0, 0xff, 8, 0, 'B', 'K', 4, 0, 0, 0, 0, 0})
+			buf.Write(gzipMemberHead)
+			buf.Write([]byte{0, 0, 0, 0}) // the length, once known
 			fw := pool.Get().(*flate.Writer)
 			fw.Reset(buf)
 			fw.Write(in) // a bytes.Buffer does not fail
@@ -74,8 +75,9 @@ func newMemberWriter(w io.Writer, level int) (*blockWriter, error) {
 // sizedMembers reports whether b (at least a member header) starts with
 // a member that carries its length.
 func sizedMembers(b []byte) bool {
-	return len(b) >= gzipMemberHeader && bytes.HasPrefix(b, gzipMemberMagic) &&
-		b[10] == 8 && b[11] == 0 && b[12] == 'B' && b[13] == 'K' && b[14] == 4 && b[15] == 0
+	// Magic, deflate, FEXTRA alone, then the length subfield; the time,
+	// extra flags and OS bytes may be anything.
+	return len(b) >= gzipMemberHeader && bytes.Equal(b[:4], gzipMemberHead[:4]) && bytes.Equal(b[10:16], gzipMemberHead[10:16])
 }
 
 // memberReader inflates a stream of members that carry their lengths, up

@@ -185,7 +185,11 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 		dbs[all[i].Name] = &all[i]
 	}
 	var first, then, last []Action
+	var backedUp []*Database
 	for _, a := range p.Actions {
+		if db := dbs[a.Database]; db != nil && a.Type == ActBackup {
+			backedUp = append(backedUp, db)
+		}
 		switch db := dbs[a.Database]; {
 		case db != nil && db.Role == RoleGlobals && a.Type == ActBackup:
 			first = append(first, a)
@@ -195,7 +199,7 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 			then = append(then, a)
 		}
 	}
-	r.deriveKeys(ctx, p.Actions, func(name string) *Database { return dbs[name] })
+	deriveKeys(ctx, backedUp)
 	var rep Report
 	for _, acts := range [][]Action{first, then, last} {
 		rep.Outcomes = append(rep.Outcomes, r.applyActions(ctx, dbs, acts)...)
@@ -209,33 +213,26 @@ func (r *Runner) Apply(ctx context.Context, p Plan) Report {
 // surveys storage, so the KDF's memory is never held beside a storage
 // client's. Apply derives the keys its backups need in any case.
 func (r *Runner) DeriveKeys(ctx context.Context, name string) {
-	var acts []Action
-	for _, db := range r.Databases {
-		if name == "" || db.Name == name {
-			acts = append(acts, Action{Type: ActBackup, Database: db.Name})
+	var dbs []*Database
+	for i := range r.Databases {
+		if name == "" || r.Databases[i].Name == name {
+			dbs = append(dbs, &r.Databases[i])
 		}
 	}
-	r.deriveKeys(ctx, acts, func(name string) *Database {
-		for i := range r.Databases {
-			if r.Databases[i].Name == name {
-				return &r.Databases[i]
-			}
-		}
-		return nil
-	})
+	deriveKeys(ctx, dbs)
 }
 
-// deriveKeys derives the password key of each backup in acts, one at a
-// time, before any backup's pipeline starts: peak memory is then one KDF
-// or the pipelines, never a KDF beside running pipelines nor two KDFs.
-// format keeps the keys for the process (one per password); a failure
-// here shows again when the backup asks for its key.
-func (r *Runner) deriveKeys(ctx context.Context, acts []Action, db func(string) *Database) {
-	for _, a := range acts {
+// deriveKeys derives the password key of each database, one at a time,
+// before any backup's pipeline starts: peak memory is then one KDF or the
+// pipelines, never a KDF beside running pipelines nor two KDFs. format
+// keeps the keys for the process (one per password); a failure here shows
+// again when the backup asks for its key.
+func deriveKeys(ctx context.Context, dbs []*Database) {
+	for _, d := range dbs {
 		if ctx.Err() != nil {
 			return
 		}
-		if d := db(a.Database); a.Type == ActBackup && d != nil && d.Backup.Password != "" && d.Backup.Recipients.Len() == 0 {
+		if d.Backup.Password != "" && d.Backup.Recipients.Len() == 0 {
 			format.NewSealer(d.Backup.Password)
 		}
 	}
