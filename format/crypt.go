@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -169,7 +170,6 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 	var err error
 	switch k.id {
 	case kdfScrypt:
-		prefault(128 * int(k.b) << k.a)
 		key, err = scrypt.Key([]byte(password), salt, 1<<k.a, int(k.b), int(k.c), 64)
 	case kdfArgon2id:
 		prefault(1 << (k.a + 10))
@@ -194,7 +194,7 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 }
 
 // prefault has the heap map n bytes, one page at a time, and frees them
-// for the KDF's allocation to take. Otherwise the KDF's memory is fresh
+// for Argon2id's allocation to take. Otherwise the KDF's memory is fresh
 // pages (the heap was just returned to the OS) first touched by its lanes
 // at once, which the kernel counts as two faults a page and charges three
 // times the CPU for: the 64 MiB Argon2id took 255 ms (520 ms of CPU) in
@@ -202,12 +202,11 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 // (TestKDFFaultsItsMemoryInOnce counts the faults).
 func prefault(n int) {
 	b := make([]byte, n)
-	for i := 0; i < n; i += 4096 {
+	for i := 0; i < n; i += os.Getpagesize() {
 		b[i] = 1
 	}
 	runtime.KeepAlive(b)
-	b = nil
-	runtime.GC()
+	runtime.GC() // b is garbage: its pages go back to the heap, mapped
 }
 
 // KDFRuns is how many times this process has run the KDF (each run

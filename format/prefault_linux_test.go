@@ -2,6 +2,7 @@ package format
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ import (
 // Counted in page faults, not timed.
 func TestKDFFaultsItsMemoryInOnce(t *testing.T) {
 	k := defaultKDF
-	pages := int64(1) << (k.a + 10) / 4096
+	pages := int64(1) << (k.a + 10) / int64(os.Getpagesize())
 	password := fmt.Sprint("faults ", time.Now().UnixNano())
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
