@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -172,7 +170,6 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 	case kdfScrypt:
 		key, err = scrypt.Key([]byte(password), salt, 1<<k.a, int(k.b), int(k.c), 64)
 	case kdfArgon2id:
-		prefault(1 << (k.a + 10))
 		key = argon2.IDKey([]byte(password), salt, uint32(k.b), uint32(1)<<k.a, k.c, 64)
 	}
 	if err != nil {
@@ -191,24 +188,6 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 	}
 	passwordKeys.byID[id] = key
 	return key, nil
-}
-
-// prefault has the heap map n bytes, one page at a time, and frees them
-// for Argon2id's allocation to take. Otherwise the KDF's memory is fresh
-// pages (the heap was just returned to the OS) first touched by its lanes
-// at once, which the kernel counts as two faults a page and charges three
-// times the CPU for: the 64 MiB Argon2id took 255 ms (520 ms of CPU) in
-// a new process, 95 ms (160 ms) after prefault
-// (TestKDFFaultsItsMemoryInOnce counts the faults). In a heap that long
-// work has cut up, the KDF's allocation can land partly beside these
-// pages; it then costs what it did without prefault, plus the pass.
-func prefault(n int) {
-	b := make([]byte, n)
-	for i := 0; i < n; i += os.Getpagesize() {
-		b[i] = 1
-	}
-	runtime.KeepAlive(b)
-	runtime.GC() // b is garbage: its pages go back to the heap, mapped
 }
 
 // KDFRuns is how many times this process has run the KDF (each run
