@@ -155,35 +155,27 @@ func main() {
 			log.Printf("restore round %d/%d", i+1, *rounds)
 			steps := []func(){
 				func() {
-					fresh()
 					pgr.results = append(pgr.results, shellRun("createdb "+target+" && pg_restore --exit-on-error -d "+target+" "+plainFile, ""))
 				},
 				func() {
-					fresh()
 					bkr.results = append(bkr.results, run(bin, "", "restore", "-c", cfg, "--db", "gz", "--from", "latest", "--to-database", target))
 				},
 				func() {
-					fresh()
 					bkn.results = append(bkn.results, run(bin, "", "restore", "-c", cfg, "--db", "gz", "--from", "latest", "--to-database", target, "--no-stage"))
 				},
 				func() {
-					fresh()
 					ver.results = append(ver.results, run(bin, "", "verify", "-c", cfg, "--db", "gz", "--from", "latest"))
 				},
 				func() {
-					fresh()
 					bkz.results = append(bkz.results, run(bin, "", "restore", "-c", cfg, "--db", "zs", "--from", "latest", "--to-database", target))
 				},
 				func() {
-					fresh()
 					pgr2.results = append(pgr2.results, shellRun("createdb "+target+" && pg_restore --exit-on-error -j 2 -d "+target+" "+plainFile, ""))
 				},
 				func() {
-					fresh()
 					bkr2.results = append(bkr2.results, run(bin, "", "restore", "-c", cfg, "--db", "gz", "--from", "latest", "--to-database", target, "--jobs", "2"))
 				},
 				func() {
-					fresh()
 					bkz2.results = append(bkz2.results, run(bin, "", "restore", "-c", cfg, "--db", "zs", "--from", "latest", "--to-database", target, "--jobs", "2"))
 				},
 			}
@@ -193,6 +185,7 @@ func main() {
 				}
 			}
 			for _, s := range steps {
+				fresh()
 				s()
 			}
 		}
