@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/backupkit/backupkit/format"
@@ -112,16 +113,10 @@ func spliceAll(r *part) ([]byte, error) {
 	return <-out, err
 }
 
-// A part holds the header and table of contents, then exactly the
-// blocks of its entries in stream order, and pg_restore restores those
-// tables from it as from a stream.
-func TestSpoolParts(t *testing.T) {
-	p := testenv.Postgres(t)
-	db := p.NewDB(t, "bk_parts")
-	p.Query(t, db, `CREATE TABLE a AS SELECT g, md5(g::text) AS m FROM generate_series(1, 20000) g;
-CREATE TABLE b AS SELECT g, repeat('b', 50) AS x FROM generate_series(1, 30000) g;
-CREATE TABLE c AS SELECT g FROM generate_series(1, 5) g;
-CREATE SEQUENCE s; SELECT setval('s', 42);`)
+// rawArchive is pg_dump's uncompressed custom archive of db, as walked,
+// and its tables' dump ids by name.
+func rawArchive(t *testing.T, p testenv.PG, db string) ([]byte, *format.ArchiveInfo, map[string]int) {
+	t.Helper()
 	cmd := osexec.Command("pg_dump", "-Fc", "-Z0", "-h", p.Host, "-p", fmt.Sprint(p.Port), "-U", p.User, db)
 	archive, err := cmd.Output()
 	if err != nil {
@@ -132,11 +127,27 @@ CREATE SEQUENCE s; SELECT setval('s', 42);`)
 		t.Fatal(err)
 	}
 	ids := map[string]int{}
-	var starts []int64 // of every block, in stream order
 	for _, e := range info.Entries {
 		if e.Desc == "TABLE DATA" {
 			ids[e.Tag] = e.DumpID
 		}
+	}
+	return archive, info, ids
+}
+
+// A part holds the header and table of contents, then exactly the
+// blocks of its entries in stream order, and pg_restore restores those
+// tables from it as from a stream.
+func TestSpoolParts(t *testing.T) {
+	p := testenv.Postgres(t)
+	db := p.NewDB(t, "bk_parts")
+	p.Query(t, db, `CREATE TABLE a AS SELECT g, md5(g::text) AS m FROM generate_series(1, 20000) g;
+CREATE TABLE b AS SELECT g, repeat('b', 50) AS x FROM generate_series(1, 30000) g;
+CREATE TABLE c AS SELECT g FROM generate_series(1, 5) g;
+CREATE SEQUENCE s; SELECT setval('s', 42);`)
+	archive, info, ids := rawArchive(t, p, db)
+	var starts []int64 // of every block, in stream order
+	for _, e := range info.Entries {
 		if e.DataAt > 0 {
 			starts = append(starts, e.DataAt)
 		}
@@ -216,6 +227,105 @@ CREATE SEQUENCE s; SELECT setval('s', 42);`)
 			if !errors.Is(err, bad) {
 				t.Fatalf("part %d after a failed check (splice %v): %v, want the check's error", i, splice, err)
 			}
+		}
+	}
+}
+
+// A streamed spool frees each data block's pages once its part has read
+// them, and only those: the other parts' blocks and the table of
+// contents, read later, are whole.
+func TestStreamedSpoolFreesReadBlocks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("hole punching is Linux's")
+	}
+	p := testenv.Postgres(t)
+	db := p.NewDB(t, "bk_release")
+	// a and c are far larger than releaseEvery+releaseLag; b sits
+	// between them in the stream.
+	p.Query(t, db, `CREATE TABLE a AS SELECT g, md5(g::text) || md5((g+1)::text) AS m FROM generate_series(1, 400000) g;
+CREATE TABLE b AS SELECT g FROM generate_series(1, 3) g;
+CREATE TABLE c AS SELECT g, md5(g::text) || md5((g+2)::text) AS m FROM generate_series(1, 400000) g;`)
+	archive, info, ids := rawArchive(t, p, db)
+	f, err := os.Create(filepath.Join(t.TempDir(), "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &spoolWriter{f: f, required: true, streamed: true}
+	wants := []map[int]bool{{ids["a"]: true, ids["c"]: true}, {ids["b"]: true}, {}}
+	var parts []*part
+	for _, want := range wants {
+		parts = append(parts, w.part(want).(*part))
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := format.WalkArchiveWith(pr, w.hooks())
+		pr.CloseWithError(err)
+	}()
+	for rest := archive; len(rest) > 0; rest = rest[min(len(rest), 64<<10):] {
+		piece := rest[:min(len(rest), 64<<10)]
+		if _, err := w.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pw.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pw.Close()
+	w.seal(nil)
+	// The big tables' part first, spliced into a pipe as a job's input
+	// is: every page it frees must be one nobody reads again.
+	var got [][]byte
+	for i, r := range parts {
+		var b []byte
+		var err error
+		if i == 0 {
+			b, err = spliceAll(r)
+		} else {
+			b, err = io.ReadAll(r)
+		}
+		if err != nil {
+			t.Fatalf("part %d: %v", i, err)
+		}
+		got = append(got, b)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(archive))
+	if parts[0].released < size/2 {
+		t.Fatalf("part 0 freed %d of the spool's %d bytes, want most of its tables' blocks", parts[0].released, size)
+	}
+	if allocated := st.Blocks * 512; allocated > size-parts[0].released+64<<10 {
+		t.Fatalf("spool holds %d bytes on disk after %d were freed of %d", allocated, parts[0].released, size)
+	}
+	if parts[1].released != 0 || parts[2].released != 0 {
+		t.Fatalf("parts of small blocks and of the table of contents freed %d and %d bytes", parts[1].released, parts[2].released)
+	}
+	// What each part read is the archive's, byte for byte.
+	var starts []int64
+	for _, e := range info.Entries {
+		if e.DataAt > 0 {
+			starts = append(starts, e.DataAt)
+		}
+	}
+	slices.Sort(starts)
+	for i, want := range wants {
+		exp := bytes.Clone(archive[:starts[0]])
+		for k, s := range starts {
+			end := size
+			if k+1 < len(starts) {
+				end = starts[k+1]
+			}
+			for _, e := range info.Entries {
+				if e.DataAt == s && want[e.DumpID] {
+					exp = append(exp, archive[s:end]...)
+				}
+			}
+		}
+		if !bytes.Equal(got[i], exp) {
+			t.Fatalf("part %d: %d bytes that differ from the archive's %d", i, len(got[i]), len(exp))
 		}
 	}
 }

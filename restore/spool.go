@@ -47,9 +47,13 @@ type spoolWriter struct {
 	checked  int64 // written when free space was last checked
 	flushed  int64 // written when write-back was last started
 	gaveUp   bool
-	// noWriteback leaves the spool's pages to the kernel: a staged
-	// restore reads them while they are written, and they are gone after.
-	noWriteback bool
+	// streamed: the jobs of a staged restore read the spool while it is
+	// written. Its pages are left to the kernel, not written out, and a
+	// data block's pages are freed as its job reads it (part.release),
+	// so the spool holds only what the jobs have yet to read, not the
+	// whole archive: on disk and in the page cache, where it would push
+	// out the server's own pages.
+	streamed bool
 
 	// Followers (a staged --jobs restore) read the spool as it grows.
 	mu      sync.Mutex
@@ -101,7 +105,7 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 		w.grown.Broadcast()
 	}
 	w.mu.Unlock()
-	if w.written-w.flushed >= spoolFlushEvery && !w.noWriteback {
+	if w.written-w.flushed >= spoolFlushEvery && !w.streamed {
 		// Start writing the spool out now, while the check pass keeps
 		// the CPU busy: dirty pages left for later would be written back
 		// while the restore runs, competing with the server's own I/O.
@@ -258,6 +262,10 @@ type part struct {
 	inBlock bool  // cur is not read to its end yet
 	scan    int   // the next block to consider
 	spliced int64 // bytes moved by splice rather than read (for tests)
+
+	freed     int64 // how far cur's pages are freed (streamed spools)
+	noRelease bool  // freeing failed once: the spool keeps its pages
+	released  int64 // bytes freed (for tests)
 }
 
 func (f *part) Read(p []byte) (int, error) {
@@ -270,7 +278,41 @@ func (f *part) Read(p []byte) (int, error) {
 	if err == io.EOF && k > 0 {
 		err = nil
 	}
+	f.release()
 	return k, err
+}
+
+// Pages of a streamed spool are freed in steps of releaseEvery bytes,
+// releaseLag behind what a part has handed on: bytes spliced into a
+// job's pipe (at most its size, a megabyte) are page references that
+// must keep their content until the job reads them.
+const (
+	releaseEvery = 8 << 20
+	releaseLag   = 4 << 20
+	pageSize     = 4 << 10
+)
+
+// release frees the pages of the current block that this part handed
+// on long enough ago. Each data block is read by one part only and the
+// table of contents is all that is read again (by the post-data runs),
+// so nobody needs them; a block's first and last pages, which it may
+// share with its neighbours, are kept. The last releaseLag bytes of
+// each block are left for the spool's truncation (dropData).
+func (f *part) release() {
+	if !f.w.streamed || f.noRelease || f.cur < 0 {
+		return
+	}
+	from := (f.freed + pageSize - 1) &^ (pageSize - 1)
+	to := (f.off - releaseLag) &^ (pageSize - 1)
+	if to-from < releaseEvery {
+		return
+	}
+	if err := punchHole(f.w.f, from, to-from); err != nil {
+		f.noRelease = true
+		return
+	}
+	f.freed = to
+	f.released += to - from
 }
 
 // SpliceTo moves the part into a pipe (a job's stdin) as Read would read
@@ -291,6 +333,7 @@ func (f *part) SpliceTo(pipe syscall.RawConn) (int64, error) {
 		f.off += k
 		total += k
 		f.spliced += k
+		f.release()
 		if errors.Is(err, errors.ErrUnsupported) && total > 0 {
 			err = fmt.Errorf("splice from the spool stopped half-way: %w", syscall.EINVAL)
 		}
@@ -328,7 +371,7 @@ func (f *part) next(max int64) (int64, error) {
 			b := w.blocks[f.scan]
 			f.scan++
 			if f.want[b.id] {
-				f.cur, f.inBlock, f.off = f.scan-1, true, b.start
+				f.cur, f.inBlock, f.off, f.freed = f.scan-1, true, b.start, b.start
 			}
 			continue
 		} else if w.sealed {

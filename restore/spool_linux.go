@@ -17,6 +17,12 @@ func startWriteback(f *os.File, off, n int64) {
 	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
 
+// punchHole frees the pages and disk blocks of n bytes of f at off (the
+// file keeps its size; the range reads as zeros).
+func punchHole(f *os.File, off, n int64) error {
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+}
+
 // spliceRange moves n bytes of f at off into pipe with splice(2), waiting
 // for room in the pipe as a write would. It returns how many it moved;
 // errors.ErrUnsupported when the file system cannot splice (nothing

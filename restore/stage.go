@@ -79,7 +79,7 @@ func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.W
 			return nil, errors.New("--jobs needs the spool")
 		}
 		s.spool, s.exited = spool, make(chan struct{})
-		spool.noWriteback = true
+		spool.streamed = true
 		go func() {
 			s.err = s.parallel(rctx, args.Tool)
 			close(s.exited)
