@@ -295,9 +295,11 @@ const (
 // release frees the pages of the current block that this part handed
 // on long enough ago. Each data block is read by one part only and the
 // table of contents is all that is read again (by the post-data runs),
-// so nobody needs them; a block's first and last pages, which it may
-// share with its neighbours, are kept. The last releaseLag bytes of
-// each block are left for the spool's truncation (dropData).
+// so nobody needs them. The range freed never leaves the block: it
+// starts at or after the block's start (rounded up to a page, so a page
+// shared with the block before keeps its bytes) and ends releaseLag
+// behind what was handed on; the block's last releaseLag bytes are left
+// for the spool's truncation (dropData).
 func (f *part) release() {
 	if !f.w.streamed || f.noRelease || f.cur < 0 {
 		return
