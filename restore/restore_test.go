@@ -511,22 +511,34 @@ func TestRestoreJobsBuildsEarly(t *testing.T) {
 	s := store(t, dump(t, o), o.Ext())
 
 	// A pg_restore that logs when each run starts and ends, and which
-	// entries an early post-data run builds.
+	// entries an early post-data run builds. The job loading big reads
+	// nothing until the job loading small has ended, so that big is
+	// still copying then however fast the check pass and each job run
+	// (under the race detector the check pass is the slowest of all, and
+	// both jobs would end as it does).
 	dir := t.TempDir()
 	log, tool := filepath.Join(dir, "log"), filepath.Join(dir, "pg_restore")
+	smallEnded := filepath.Join(dir, "small-ended")
 	script := fmt.Sprintf(`#!/bin/sh
 echo "start $(date +%%s%%N) $*" >> %[1]s
-prev=
+prev= list=
 for a in "$@"; do
 	case "$prev $a" in "--use-list "*.early*) grep -v '^;' "$a" | sed "s|^|built ${a##*.} |" >> %[1]s;; esac
+	[ "$prev" = --use-list ] && list=$a
 	prev=$a
 done
-pg_restore "$@"
-rc=$?
+if [ -n "$list" ] && grep -q "TABLE DATA public big " "$list"; then
+	{ i=0; while [ ! -e %[2]s ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; cat; } | pg_restore "$@"
+	rc=$?
+else
+	pg_restore "$@"
+	rc=$?
+	if [ -n "$list" ] && grep -q "TABLE DATA public small " "$list"; then touch %[2]s; fi
+fi
 for last; do :; done
 echo "end $(date +%%s%%N) $* size $(stat -c %%s "$last" 2>/dev/null)" >> %[1]s
 exit $rc
-`, log)
+`, log, smallEnded)
 	if err := os.WriteFile(tool, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
