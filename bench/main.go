@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -18,11 +17,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/procmem"
 )
 
 var (
@@ -349,28 +348,15 @@ func run(bin, outFile string, args ...string) result {
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	must(cmd.Start())
-	var hwm atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		for {
-			if kb := vmHWM(cmd.Process.Pid); kb > hwm.Load() {
-				hwm.Store(kb)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	stop := procmem.Watch(cmd.Process.Pid, 20*time.Millisecond)
 	err := cmd.Wait()
-	close(done)
 	wall := time.Since(start)
+	hwm := stop()
 	if err != nil {
 		log.Fatalf("%s %v: %v", bin, args, err)
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r := result{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sys: time.Duration(ru.Stime.Nano()), rssKiB: hwm.Load()}
+	r := result{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sys: time.Duration(ru.Stime.Nano()), rssKiB: hwm}
 	if bin == "sh" {
 		r.rssKiB = ru.Maxrss // the largest process of the pipeline
 	}
@@ -380,22 +366,6 @@ func run(bin, outFile string, args ...string) result {
 		}
 	}
 	return r
-}
-
-func vmHWM(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb
-		}
-	}
-	return 0
 }
 
 // planFixture writes planN empty backup files for one database.

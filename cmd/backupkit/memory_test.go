@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"os/exec"
-	"syscall"
 	"testing"
+	"time"
 
+	"github.com/backupkit/backupkit/internal/procmem"
 	"github.com/backupkit/backupkit/internal/testenv"
 )
 
@@ -22,12 +24,22 @@ func TestKeyDerivationsRunOneAtATime(t *testing.T) {
 	}
 	cfg := config(t, pg, dir, nil, dbs...)
 	cmd := exec.Command(binary(t), "backup", "-c", cfg, "--parallel", "3")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("backup: %v\n%s", err, out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	// ru_maxrss of the process (its pg_dump children are far smaller).
-	peak := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss >> 10
+	// The process's own high-water mark, polled: its ru_maxrss would
+	// include this test binary's (see procmem).
+	stop := procmem.Watch(cmd.Process.Pid, 5*time.Millisecond)
+	err := cmd.Wait()
+	peak := stop() >> 10
+	if err != nil {
+		t.Fatalf("backup: %v\n%s", err, out.Bytes())
+	}
+	if peak == 0 {
+		t.Fatal("no VmHWM read from /proc while the backup ran")
+	}
 	t.Logf("peak RSS of backup --parallel 3 with three passwords: %d MiB", peak)
 	if peak > 125 {
 		t.Fatalf("peak RSS %d MiB: more than one 64 MiB key derivation at once", peak)

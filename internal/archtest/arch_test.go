@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	"sinks/sinktest":       {"sinks", "internal/fault"},
 	"internal/testenv":     {},
 	"internal/testsummary": {},
+	"internal/procmem":     {},
 	"e2e":                  {},
 	"bench":                {"*"},
 	"examples":             {"*"},
