@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TOOLS   := $(CURDIR)/.tools
 
-.PHONY: build run test test-short lint bench fuzz mutate docker e2e tools clean
+.PHONY: build run test test-short test-race lint bench fuzz mutate docker e2e tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/backupkit
@@ -25,6 +25,11 @@ test: lint tools
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# Every test under the race detector (about 4 minutes; not part of CI's
+# run, which keeps to `make test`).
+test-race: tools
+	PATH="$(TOOLS):$$PATH" $(GO) test -race -count=1 -timeout 30m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
