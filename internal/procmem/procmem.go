@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -41,14 +40,12 @@ func HWM(pid int) int64 {
 // any poll after it sees it: only growth in the process's last interval
 // can be missed.
 func Watch(pid int, every time.Duration) (stop func() int64) {
-	var peak atomic.Int64
+	var peak int64 // written by the poller only, read once it has ended
 	done, ended := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ended)
 		for {
-			if kb := HWM(pid); kb > peak.Load() {
-				peak.Store(kb)
-			}
+			peak = max(peak, HWM(pid))
 			select {
 			case <-done:
 				return
@@ -59,6 +56,6 @@ func Watch(pid int, every time.Duration) (stop func() int64) {
 	return func() int64 {
 		close(done)
 		<-ended
-		return peak.Load()
+		return peak
 	}
 }
