@@ -170,7 +170,9 @@ func passwordKey(password string, salt []byte, k kdf) ([]byte, error) {
 	case kdfScrypt:
 		key, err = scrypt.Key([]byte(password), salt, 1<<k.a, int(k.b), int(k.c), 64)
 	case kdfArgon2id:
+		done := prefault(1 << (k.a + 10))
 		key = argon2.IDKey([]byte(password), salt, uint32(k.b), uint32(1)<<k.a, k.c, 64)
+		done()
 	}
 	if err != nil {
 		return nil, err
