@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/backupkit/backupkit/internal/procmem"
 )
 
 // TestKDFFaultsItsMemoryInOnce: the KDF's memory is faulted in one pass
@@ -72,14 +74,14 @@ func TestPrefaultLeavesNoPagesBehind(t *testing.T) {
 		}
 		defer func() { prefaultHook = nil }()
 		debug.FreeOSMemory()
-		before := vmRSS()
+		before := procmem.RSS(os.Getpid()) << 10
 		done := prefault(n)
 		half := make([]byte, n/2) // the lowest free range that fits: b's
 		kdf := make([]byte, n)    // does not fit below the fence
 		for i := 0; i < n; i += os.Getpagesize() {
 			kdf[i] = 1
 		}
-		grew := vmRSS() - before
+		grew := procmem.RSS(os.Getpid())<<10 - before
 		done()
 		in := func(p []byte) bool {
 			a := uintptr(unsafe.Pointer(&p[0]))
@@ -101,7 +103,8 @@ func TestPrefaultLeavesNoPagesBehind(t *testing.T) {
 	}
 	var built bool
 	var grew int64
-	if _, err := fmt.Sscanf(string(out[strings.Index(string(out), "built="):]), "built=%t grew=%d", &built, &grew); err != nil {
+	_, result, _ := strings.Cut(string(out), "built=")
+	if _, err := fmt.Sscanf(result, "%t grew=%d", &built, &grew); err != nil {
 		t.Fatalf("child printed no result (%v):\n%s", err, out)
 	}
 	if !built {
@@ -113,18 +116,6 @@ func TestPrefaultLeavesNoPagesBehind(t *testing.T) {
 	if limit := int64(n+n/2) + 16<<20; grew > limit {
 		t.Fatalf("resident memory grew by %d MiB (want at most %d): the prefaulted pages stayed beside the KDF's", grew>>20, limit>>20)
 	}
-}
-
-// vmRSS is this process's resident memory in bytes.
-func vmRSS() int64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func skipUnderRace(t *testing.T) {

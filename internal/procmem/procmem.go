@@ -1,11 +1,11 @@
-// Package procmem reads a process's own peak resident memory (VmHWM in
-// /proc/PID/status), for the benchmark and the memory tests. The
-// ru_maxrss that wait4 reports cannot serve: Linux records the high-water
-// mark of the address space a process replaces at exec, and a child
-// started by Go (vfork) replaces its parent's, so a child of a large
-// process (a test binary, more so under the race detector) reports at
-// least its parent's peak (/bin/true run by a process holding 300 MiB:
-// 302 MiB).
+// Package procmem reads a process's own peak and current resident memory
+// (VmHWM and VmRSS in /proc/PID/status), for the benchmark and the
+// memory tests. The ru_maxrss that wait4 reports cannot serve: Linux
+// records the high-water mark of the address space a process replaces
+// at exec, and a child started by Go (vfork) replaces its parent's, so a
+// child of a large process (a test binary, more so under the race
+// detector) reports at least its parent's peak (/bin/true run by a
+// process holding 300 MiB: 302 MiB).
 package procmem
 
 import (
@@ -19,7 +19,13 @@ import (
 
 // HWM is pid's peak resident memory so far, in KiB (0 when /proc does
 // not say: another OS, or the process is gone).
-func HWM(pid int) int64 {
+func HWM(pid int) int64 { return status(pid, "VmHWM:") }
+
+// RSS is pid's resident memory now, in KiB (0 when /proc does not say).
+func RSS(pid int) int64 { return status(pid, "VmRSS:") }
+
+// status reads one "Name:  N kB" field of /proc/PID/status.
+func status(pid int, field string) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -27,7 +33,7 @@ func HWM(pid int) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb
 		}
