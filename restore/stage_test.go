@@ -392,3 +392,33 @@ func TestStagingNotCreatable(t *testing.T) {
 		t.Fatal("target created")
 	}
 }
+
+// A staged restore sweeps the staging databases of killed restores,
+// beside making its own rather than before it.
+func TestStagedRestoreSweepsKilledOnes(t *testing.T) {
+	p := testenv.Postgres(t)
+	src := p.NewDB(t, "bk_sweep")
+	p.Query(t, src, "CREATE TABLE v (x text); INSERT INTO v VALUES ('kept')")
+	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Gzip, Password: "pw"}
+	data := dump(t, o)
+	dead := restore.StagePrefix + testenv.RandHex(6)
+	p.Query(t, "postgres", `CREATE DATABASE "`+dead+`"`)
+	t.Cleanup(func() { p.DropDB(`"` + dead + `"`) })
+	dst := "bk_sweep_r_" + testenv.RandHex(3)
+	t.Cleanup(func() { p.DropDB(dst) })
+	var logs bytes.Buffer
+	if _, err := restore.Run(context.Background(), store(t, data, o.Ext()), restore.Options{Target: connFor(p, dst),
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "staging=") {
+		t.Fatalf("the restore was not staged:\n%s", logs.String())
+	}
+	// Dropped by this restore's sweep (or another test's, meanwhile).
+	if exists(t, p, dead) {
+		t.Fatalf("the killed restore's staging database %s is still there", dead)
+	}
+	if p.Query(t, dst, "SELECT x FROM v") != "kept" {
+		t.Fatal("the target lacks the backup's row")
+	}
+}
