@@ -207,6 +207,14 @@ func TryLock(ctx context.Context, c Conn, key string) (*Lock, bool, error) {
 	return &Lock{conn: conn}, true, nil
 }
 
+// CreateDatabase creates the database name over the lock's session (a
+// connection to the maintenance database), saving a connection of its
+// own.
+func (l *Lock) CreateDatabase(ctx context.Context, name string) error {
+	_, err := l.conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
 // Release ends the lock's session, which releases the lock.
 func (l *Lock) Release(ctx context.Context) error {
 	return l.conn.Close(ctx)

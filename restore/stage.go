@@ -105,9 +105,10 @@ func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.W
 // is refused) drops it again.
 func (s *stage) prepare(ctx context.Context) {
 	s.prepared, s.swept = make(chan struct{}), make(chan struct{})
-	// The sweep is not on the way to the staging database (its four
-	// connections were 40-50 ms of the restore's start): it cannot take
-	// this restore's database, whose lock is held before it exists.
+	// The sweep is not on the way to the staging database (its
+	// connections, and the DROP of any it finds, delayed the restore's
+	// start): it cannot take this restore's database, whose lock is
+	// held before it exists.
 	go func() {
 		defer close(s.swept)
 		if dropped, err := SweepScratch(ctx, s.o.Target); err == nil && len(dropped) > 0 {
@@ -128,7 +129,7 @@ func (s *stage) prepare(ctx context.Context) {
 			return
 		}
 		s.lock = lock
-		if err := pg.CreateDatabase(ctx, s.conn); err != nil {
+		if err := lock.CreateDatabase(ctx, s.conn.Database); err != nil {
 			s.prepErr = fmt.Errorf("create staging database %s: %w", s.conn.Database, err)
 		} else if s.o.onStaging != nil {
 			s.o.onStaging(s.conn.Database)
