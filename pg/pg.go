@@ -186,7 +186,10 @@ func maintenance(ctx context.Context, c Conn, sql string) error {
 }
 
 // Lock is a held PostgreSQL advisory lock.
-type Lock struct{ conn *pgx.Conn }
+type Lock struct {
+	conn *pgx.Conn
+	key  int64
+}
 
 // TryLock takes a session advisory lock named by key on the database c
 // names, without waiting. ok is false when another process holds it.
@@ -204,7 +207,7 @@ func TryLock(ctx context.Context, c Conn, key string) (*Lock, bool, error) {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, false, nil
 	}
-	return &Lock{conn: conn}, true, nil
+	return &Lock{conn: conn, key: lockKey(key)}, true, nil
 }
 
 // CreateDatabase creates the database name over the lock's session (a
@@ -215,9 +218,18 @@ func (l *Lock) CreateDatabase(ctx context.Context, name string) error {
 	return err
 }
 
-// Release ends the lock's session, which releases the lock.
+// Release releases the lock, then ends its session. Ending the session
+// alone would release it too, but only once the server's backend has
+// exited, after Release returned: the next run of a backup right after
+// this one could still find it held ("another backupkit process is
+// working on this database": seen in a test's second backup on a loaded
+// machine).
 func (l *Lock) Release(ctx context.Context) error {
-	return l.conn.Close(ctx)
+	_, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", l.key)
+	if cerr := l.conn.Close(ctx); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // DatabaseSize returns the database's size on disk, an estimate of how
