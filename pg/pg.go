@@ -225,7 +225,11 @@ func (l *Lock) CreateDatabase(ctx context.Context, name string) error {
 // working on this database": seen in a test's second backup on a loaded
 // machine).
 func (l *Lock) Release(ctx context.Context) error {
-	_, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", l.key)
+	// Callers release with a context that is never cancelled: bound the
+	// unlock so a server gone silent cannot hold the close up.
+	uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := l.conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", l.key)
+	cancel()
 	if cerr := l.conn.Close(ctx); err == nil {
 		err = cerr
 	}
