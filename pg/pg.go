@@ -78,6 +78,8 @@ type Target struct {
 	// procedures, types, schemas (but public), extensions (but plpgsql)
 	// and large objects.
 	Objects int
+	// ServerMajor is the server's major version (15 for 15.4).
+	ServerMajor int
 }
 
 // userObjects counts every user object of the connected database.
@@ -103,7 +105,8 @@ func InspectTarget(ctx context.Context, c Conn) (Target, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var t Target
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", c.Database).Scan(&t.Exists); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), current_setting('server_version_num')::int / 10000",
+		c.Database).Scan(&t.Exists, &t.ServerMajor); err != nil {
 		return t, err
 	}
 	if !t.Exists {

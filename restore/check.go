@@ -78,6 +78,10 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 		stored = progressReader{rc, o.progress}
 	}
 	counted := &countReader{r: stored}
+	// The pg_restore binaries here and their versions, found while the
+	// key is derived (a process each): the archive's header picks one.
+	clients := make(chan []exec.Client, 1)
+	go func() { clients <- exec.Clients(ctx, "pg_restore", o.BinDir) }()
 	dec, err := format.Decode(counted, o.Keys)
 	if errors.Is(err, format.ErrNeedIdentity) && o.IdentityErr != nil {
 		err = fmt.Errorf("%w: %w", err, o.IdentityErr)
@@ -117,7 +121,7 @@ func check(ctx context.Context, src Source, p *repo.Pinned, o CheckOptions, spoo
 			return c, fmt.Errorf("%w: %w", ErrRefused, herr)
 		}
 		dumpMajor := exec.MajorOf(h.DumpVersion)
-		if c.Tool, err = exec.Pick(exec.Clients(ctx, "pg_restore", o.BinDir), "pg_restore", o.Target, dumpMajor); err != nil {
+		if c.Tool, err = exec.Pick(<-clients, "pg_restore", o.Target, dumpMajor); err != nil {
 			return c, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		var w io.Writer

@@ -82,35 +82,31 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("inspect target database %s: %w", o.Target.Database, err)
 	}
-	maint := o.Target
-	maint.Database = "postgres"
-	if o.Check.Target, err = pg.ServerVersion(ctx, maint); err != nil {
-		return res, fmt.Errorf("target server version: %w", err)
-	}
 	if t.Exists && t.Objects > 0 && !o.Clean {
 		return res, fmt.Errorf("%w: target database %s already holds %d object(s) (tables, views, functions, types…): pass --clean to replace them, or --to-database NEW",
 			ErrRefused, o.Target.Database, t.Objects)
 	}
-	p, err := src.pin(ctx)
-	if err != nil {
-		return res, fmt.Errorf("open %s: %w", src.Desc, err)
-	}
-	defer p.Close()
-
 	var st *stage
 	if o.stages(t.Exists) {
 		st = &stage{o: o}
 		defer st.drop(ctx)
 		if src.Name.Ext.Encryption != format.Unencrypted && !src.Name.Ext.SQL {
-			st.prepare(ctx) // while the check pass derives the key
+			// Made while the rest is looked up and the key derived.
+			st.prepare(ctx)
 		}
-		if o.Jobs > 1 {
-			// The manifest's table sizes (bytes, or rows in an older
-			// one) share the tables out among the jobs: only a hint,
-			// so an unreadable manifest just leaves them unsized.
-			if m, err := repo.ReadManifest(ctx, src.sink, src.Key); err == nil && m != nil {
-				st.sizes = tableSizes(m)
-			}
+	}
+	o.Check.Target = t.ServerMajor
+	p, err := src.pin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("open %s: %w", src.Desc, err)
+	}
+	defer p.Close()
+	if st != nil && o.Jobs > 1 {
+		// The manifest's table sizes (bytes, or rows in an older one)
+		// share the tables out among the jobs: only a hint, so an
+		// unreadable manifest just leaves them unsized.
+		if m, err := repo.ReadManifest(ctx, src.sink, src.Key); err == nil && m != nil {
+			st.sizes = tableSizes(m)
 		}
 	}
 	// The decoded archive is spooled for the restore to read: required

@@ -36,7 +36,7 @@ type stage struct {
 	sizes  map[string]int64 // schema.table → bytes (or rows), for --jobs
 
 	prepared chan struct{} // closed when prepare ended
-	swept    chan struct{} // closed when prepare's sweep ended
+	swept    chan struct{} // closed when the sweep ended (see sweep)
 	prepErr  error
 	begun    bool      // the restore runs into the staging database
 	toc      []string  // --jobs: pg_restore --list of the archive
@@ -85,6 +85,7 @@ func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.W
 			s.err = s.parallel(rctx, args.Tool)
 			close(s.exited)
 		}()
+		s.sweep(ctx)
 		return nil, nil
 	}
 	pr, pw := io.Pipe()
@@ -94,27 +95,17 @@ func (s *stage) begin(ctx context.Context, c *Checked, spool *spoolWriter) (io.W
 		close(s.exited)
 		pr.CloseWithError(errStageExited)
 	}()
+	s.sweep(ctx)
 	return s, nil
 }
 
 // prepare starts making the staging database and taking the lock that
-// says it is in use, and sweeps those of killed restores beside it. A
-// restore whose backup is named as encrypted calls it before the check
-// pass starts, so the database is made while the key is derived; one
-// that is not staged after all (the bytes say otherwise, or the backup
-// is refused) drops it again.
+// says it is in use. A restore whose backup is named as encrypted calls
+// it before the check pass starts, so the database is made while the key
+// is derived; one that is not staged after all (the bytes say otherwise,
+// or the backup is refused) drops it again.
 func (s *stage) prepare(ctx context.Context) {
-	s.prepared, s.swept = make(chan struct{}), make(chan struct{})
-	// The sweep is not on the way to the staging database (its
-	// connections, and the DROP of any it finds, delayed the restore's
-	// start): it cannot take this restore's database, whose lock is
-	// held before it exists.
-	go func() {
-		defer close(s.swept)
-		if dropped, err := SweepScratch(ctx, s.o.Target); err == nil && len(dropped) > 0 {
-			s.o.log().Info("dropped staging or scratch databases of killed restores and drills", "databases", dropped)
-		}
-	}()
+	s.prepared = make(chan struct{})
 	go func() {
 		defer close(s.prepared)
 		maint := s.o.Target
@@ -137,11 +128,29 @@ func (s *stage) prepare(ctx context.Context) {
 	}()
 }
 
-// waitPrepared waits for prepare to end, its sweep included, if it was
+// sweep drops, in the background, the staging databases of killed
+// restores (and killed drills' scratch databases): called once
+// pg_restore has started, as nothing on the way to it (the key's
+// derivation, the staging database) should share the machine with it. It
+// cannot take this restore's database, whose lock is held before it
+// exists.
+func (s *stage) sweep(ctx context.Context) {
+	s.swept = make(chan struct{})
+	go func() {
+		defer close(s.swept)
+		if dropped, err := SweepScratch(ctx, s.o.Target); err == nil && len(dropped) > 0 {
+			s.o.log().Info("dropped staging or scratch databases of killed restores and drills", "databases", dropped)
+		}
+	}()
+}
+
+// waitPrepared waits for prepare to end, and the sweep, if they were
 // started.
 func (s *stage) waitPrepared() {
 	if s != nil && s.prepared != nil {
 		<-s.prepared
+	}
+	if s != nil && s.swept != nil {
 		<-s.swept
 	}
 }
