@@ -12,9 +12,8 @@ import (
 // after another one ended finds it so. (Closing the session alone frees
 // it only when the server's backend has exited, a moment later.)
 func TestReleasedLockIsFreeAtOnce(t *testing.T) {
-	p := testenv.Postgres(t)
+	_, c := maintenance(t)
 	ctx := context.Background()
-	c := pg.Conn{Host: p.Host, Port: p.Port, User: p.User, Database: "postgres"}
 	other, err := pg.OpenSession(ctx, c)
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,8 @@ import (
 // server's major version (what a restore picks its pg_restore by), over
 // the one connection it needs for a missing target.
 func TestInspectTarget(t *testing.T) {
-	p := testenv.Postgres(t)
+	p, c := maintenance(t)
 	ctx := context.Background()
-	c := pg.Conn{Host: p.Host, Port: p.Port, User: p.User, Database: "postgres"}
 	major, err := pg.ServerVersion(ctx, c)
 	if err != nil || major < 10 {
 		t.Fatalf("server version %d: %v", major, err)
@@ -31,4 +30,11 @@ func TestInspectTarget(t *testing.T) {
 	if got, err := pg.InspectTarget(ctx, full); err != nil || got != (pg.Target{Exists: true, Objects: 2, ServerMajor: major}) {
 		t.Fatalf("target with a table and a view: %+v, %v", got, err)
 	}
+}
+
+// maintenance is the test server and a connection to its "postgres"
+// database.
+func maintenance(t *testing.T) (testenv.PG, pg.Conn) {
+	p := testenv.Postgres(t)
+	return p, pg.Conn{Host: p.Host, Port: p.Port, User: p.User, Database: "postgres"}
 }
