@@ -128,19 +128,20 @@ func CreateDatabase(ctx context.Context, c Conn) error {
 
 // SetOwner gives the database c names to role, when that role exists
 // (ok false when it does not: the database is left as it is).
-func SetOwner(ctx context.Context, c Conn, role string) (bool, error) {
-	maint := c
-	maint.Database = "postgres"
-	conn, err := Connect(ctx, maint)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+func SetOwner(ctx context.Context, c Conn, role string) (ok bool, err error) {
+	err = withMaintenance(ctx, c, func(q querier) error {
+		ok, err = setOwner(ctx, q, c.Database, role)
+		return err
+	})
+	return ok, err
+}
+
+func setOwner(ctx context.Context, q querier, db, role string) (bool, error) {
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&ok); err != nil || !ok {
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&ok); err != nil || !ok {
 		return false, err
 	}
-	_, err = conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{c.Database}.Sanitize()+" OWNER TO "+pgx.Identifier{role}.Sanitize())
+	_, err := q.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" OWNER TO "+pgx.Identifier{role}.Sanitize())
 	return err == nil, err
 }
 
@@ -153,13 +154,10 @@ func DropDatabase(ctx context.Context, c Conn) error {
 // ErrDatabaseExists means a database of that name already exists.
 var ErrDatabaseExists = errors.New("the database already exists")
 
-// RenameDatabase renames the database c names to name. A rename needs the
-// database to have no sessions; ones just ended (a client tool's backend
-// exits after the tool) are waited for, up to a few seconds.
-func RenameDatabase(ctx context.Context, c Conn, name string) error {
-	sql := "ALTER DATABASE " + pgx.Identifier{c.Database}.Sanitize() + " RENAME TO " + pgx.Identifier{name}.Sanitize()
+func rename(ctx context.Context, q querier, from, to string) error {
+	sql := "ALTER DATABASE " + pgx.Identifier{from}.Sanitize() + " RENAME TO " + pgx.Identifier{to}.Sanitize()
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
-		err := maintenance(ctx, c, sql)
+		_, err := q.Exec(ctx, sql)
 		var pe *pgconn.PgError
 		// 42P04; 23505 when the other database was being created meanwhile.
 		if errors.As(err, &pe) && (pe.Code == "42P04" || pe.Code == "23505") {
@@ -176,7 +174,15 @@ func RenameDatabase(ctx context.Context, c Conn, name string) error {
 	}
 }
 
-func maintenance(ctx context.Context, c Conn, sql string) error {
+// querier is a session: a connection of its own, or a lock's.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// withMaintenance runs f over a new connection to the maintenance
+// database of c's server.
+func withMaintenance(ctx context.Context, c Conn, f func(q querier) error) error {
 	maint := c
 	maint.Database = "postgres"
 	conn, err := Connect(ctx, maint)
@@ -184,8 +190,14 @@ func maintenance(ctx context.Context, c Conn, sql string) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, sql)
-	return err
+	return f(conn)
+}
+
+func maintenance(ctx context.Context, c Conn, sql string) error {
+	return withMaintenance(ctx, c, func(q querier) error {
+		_, err := q.Exec(ctx, sql)
+		return err
+	})
 }
 
 // Lock is a held PostgreSQL advisory lock.
@@ -219,6 +231,19 @@ func TryLock(ctx context.Context, c Conn, key string) (*Lock, bool, error) {
 func (l *Lock) CreateDatabase(ctx context.Context, name string) error {
 	_, err := l.conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	return err
+}
+
+// RenameDatabase renames the database from to to, over the lock's
+// session. A rename needs the database to have no sessions; ones just
+// ended (a client tool's backend exits after the tool) are waited for, up
+// to a few seconds.
+func (l *Lock) RenameDatabase(ctx context.Context, from, to string) error {
+	return rename(ctx, l.conn, from, to)
+}
+
+// SetOwner is SetOwner over the lock's session.
+func (l *Lock) SetOwner(ctx context.Context, db, role string) (bool, error) {
+	return setOwner(ctx, l.conn, db, role)
 }
 
 // Release releases the lock, then ends its session. Ending the session

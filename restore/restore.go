@@ -168,7 +168,7 @@ func Run(ctx context.Context, src Source, o Options) (Result, error) {
 			return res, fmt.Errorf("create database %s: %w", o.Target.Database, err)
 		}
 		res.Created = true
-		o.setOwner(ctx, res.Archive)
+		o.setOwner(ctx, res.Archive, nil)
 	}
 	o.log().Info("restoring", "from", src.Desc, "layers", res.Layers.String(), "database", o.Target.Database)
 	if err := o.restore(ctx, p, res.Checked, spool.file()); err != nil {
@@ -189,7 +189,7 @@ func (o Options) staged(ctx context.Context, st *stage, res Result, checkErr err
 		}
 		if err = st.complete(ctx, res.Checked, spool); err == nil {
 			res.Created = true
-			o.setOwner(ctx, res.Archive)
+			o.setOwner(ctx, res.Archive, st.lock)
 			res.Duration = time.Since(start)
 			return res, nil
 		}
@@ -210,13 +210,19 @@ func (o Options) staged(ctx context.Context, st *stage, res Result, checkErr err
 }
 
 // setOwner gives a database the restore created to the backup's owner,
-// as the source was (when that role exists here: restore --globals).
-func (o Options) setOwner(ctx context.Context, a *format.ArchiveInfo) {
+// as the source was (when that role exists here: restore --globals):
+// over lock's session when there is one (a staged restore's), else a
+// connection of its own.
+func (o Options) setOwner(ctx context.Context, a *format.ArchiveInfo, lock *pg.Lock) {
 	if a == nil || a.DatabaseOwner() == "" {
 		return
 	}
 	owner := a.DatabaseOwner()
-	if ok, err := pg.SetOwner(ctx, o.Target, owner); err != nil {
+	set := func() (bool, error) { return pg.SetOwner(ctx, o.Target, owner) }
+	if lock != nil {
+		set = func() (bool, error) { return lock.SetOwner(ctx, o.Target.Database, owner) }
+	}
+	if ok, err := set(); err != nil {
 		o.log().Warn("the new database keeps its creator as owner: giving it to the backup's owner failed", "owner", owner, "err", err)
 	} else if !ok {
 		o.log().Info("the backup's database owner does not exist here; the new database keeps its creator as owner", "owner", owner)

@@ -437,7 +437,7 @@ func (s *stage) complete(ctx context.Context, c Checked, spool *os.File) error {
 			return err
 		}
 	}
-	if err := pg.RenameDatabase(ctx, s.conn, s.o.Target.Database); err != nil {
+	if err := s.lock.RenameDatabase(ctx, s.conn.Database, s.o.Target.Database); err != nil {
 		if errors.Is(err, pg.ErrDatabaseExists) {
 			return fmt.Errorf("%w: database %s was created by someone else while this restore ran; it was left alone", errTargetAppeared, s.o.Target.Database)
 		}

@@ -433,3 +433,37 @@ func TestStagedRestoreSweepsKilledOnes(t *testing.T) {
 		t.Fatal("the target lacks the backup's row")
 	}
 }
+
+// A staged restore gives the new database to the backup's owner when that
+// role exists here, as the source database was (after the rename, over
+// the staging lock's session).
+func TestStagedRestoreKeepsTheOwner(t *testing.T) {
+	p := testenv.Postgres(t)
+	role := "bk_owner_" + testenv.RandHex(3)
+	p.Query(t, "postgres", "CREATE ROLE "+role)
+	src := "bk_owned_" + testenv.RandHex(3)
+	dst := src + "_r"
+	t.Cleanup(func() {
+		p.DropDB(src)
+		p.DropDB(dst)
+		p.Query(t, "postgres", "DROP ROLE IF EXISTS "+role)
+	})
+	p.Query(t, "postgres", "CREATE DATABASE "+src+" OWNER "+role)
+	p.Query(t, src, "CREATE TABLE v (x text); INSERT INTO v VALUES ('kept')")
+	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Zstd, Password: "pw"}
+	data := dump(t, o)
+	var logs bytes.Buffer
+	if _, err := restore.Run(context.Background(), store(t, data, o.Ext()), restore.Options{Target: connFor(p, dst),
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "staging=") {
+		t.Fatalf("the restore was not staged:\n%s", logs.String())
+	}
+	if got := p.Query(t, "postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '"+dst+"'"); got != role {
+		t.Fatalf("the restored database is owned by %q, want %q", got, role)
+	}
+	if p.Query(t, dst, "SELECT x FROM v") != "kept" {
+		t.Fatal("the target lacks the backup's row")
+	}
+}
