@@ -417,16 +417,9 @@ func TestStagedRestoreSweepsKilledOnes(t *testing.T) {
 	t.Cleanup(func() { p.DropDB(`"` + dead + `"`) })
 	dst := "bk_sweep_r_" + testenv.RandHex(3)
 	t.Cleanup(func() { p.DropDB(dst) })
-	var logs bytes.Buffer
-	if _, err := restore.Run(context.Background(), store(t, data, o.Ext()), restore.Options{Target: connFor(p, dst),
-		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)}); err != nil {
-		t.Fatalf("restore: %v\n%s", err, logs.String())
-	}
-	if !strings.Contains(logs.String(), "staging=") {
-		t.Fatalf("the restore was not staged:\n%s", logs.String())
-	}
+	logs := stagedRestore(t, p, data, o.Ext(), dst)
 	// Dropped by this restore's sweep (or another test's, meanwhile).
-	if !strings.Contains(logs.String(), dead) && !goneSoon(t, p, dead) {
+	if !strings.Contains(logs, dead) && !goneSoon(t, p, dead) {
 		t.Fatalf("the killed restore's staging database %s is still there", dead)
 	}
 	if p.Query(t, dst, "SELECT x FROM v") != "kept" {
@@ -452,18 +445,26 @@ func TestStagedRestoreKeepsTheOwner(t *testing.T) {
 	p.Query(t, src, "CREATE TABLE v (x text); INSERT INTO v VALUES ('kept')")
 	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Zstd, Password: "pw"}
 	data := dump(t, o)
-	var logs bytes.Buffer
-	if _, err := restore.Run(context.Background(), store(t, data, o.Ext()), restore.Options{Target: connFor(p, dst),
-		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)}); err != nil {
-		t.Fatalf("restore: %v\n%s", err, logs.String())
-	}
-	if !strings.Contains(logs.String(), "staging=") {
-		t.Fatalf("the restore was not staged:\n%s", logs.String())
-	}
+	logs := stagedRestore(t, p, data, o.Ext(), dst)
 	if got := p.Query(t, "postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '"+dst+"'"); got != role {
 		t.Fatalf("the restored database is owned by %q, want %q", got, role)
 	}
 	if p.Query(t, dst, "SELECT x FROM v") != "kept" {
 		t.Fatal("the target lacks the backup's row")
 	}
+}
+
+// stagedRestore restores an encrypted backup (password "pw") into the
+// new database dst, fails t unless it was staged, and returns its log.
+func stagedRestore(t *testing.T, p testenv.PG, data []byte, ext format.Ext, dst string) string {
+	t.Helper()
+	var logs bytes.Buffer
+	if _, err := restore.Run(context.Background(), store(t, data, ext), restore.Options{Target: connFor(p, dst),
+		Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)}); err != nil {
+		t.Fatalf("restore: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "staging=") {
+		t.Fatalf("the restore was not staged:\n%s", logs.String())
+	}
+	return logs.String()
 }
