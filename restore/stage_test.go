@@ -445,7 +445,7 @@ func TestStagedRestoreKeepsTheOwner(t *testing.T) {
 	p.Query(t, src, "CREATE TABLE v (x text); INSERT INTO v VALUES ('kept')")
 	o := bkexec.BackupOptions{Dump: bkexec.DumpOptions{Conn: connFor(p, src)}, Compression: format.Zstd, Password: "pw"}
 	data := dump(t, o)
-	logs := stagedRestore(t, p, data, o.Ext(), dst)
+	stagedRestore(t, p, data, o.Ext(), dst)
 	if got := p.Query(t, "postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '"+dst+"'"); got != role {
 		t.Fatalf("the restored database is owned by %q, want %q", got, role)
 	}
