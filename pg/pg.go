@@ -200,6 +200,23 @@ func maintenance(ctx context.Context, c Conn, sql string) error {
 	})
 }
 
+// connectToLock connects a session that holds locks: it sits idle for as
+// long as the work it guards runs (hours, for a large backup), so a
+// server's idle_session_timeout must not end it, and the lock with it.
+// Servers before 14 have no such setting, and no such timeout.
+func connectToLock(ctx context.Context, c Conn) (*pgx.Conn, error) {
+	conn, err := Connect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var pe *pgconn.PgError
+	if _, err := conn.Exec(ctx, "SET idle_session_timeout = 0"); err != nil && !(errors.As(err, &pe) && pe.Code == "42704") {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return conn, nil
+}
+
 // Lock is a held PostgreSQL advisory lock.
 type Lock struct {
 	conn *pgx.Conn
@@ -209,7 +226,7 @@ type Lock struct {
 // TryLock takes a session advisory lock named by key on the database c
 // names, without waiting. ok is false when another process holds it.
 func TryLock(ctx context.Context, c Conn, key string) (*Lock, bool, error) {
-	conn, err := Connect(ctx, c)
+	conn, err := connectToLock(ctx, c)
 	if err != nil {
 		return nil, false, err
 	}

@@ -59,7 +59,7 @@ type Session struct {
 
 // OpenSession connects to c for locking.
 func OpenSession(ctx context.Context, c Conn) (*Session, error) {
-	conn, err := Connect(ctx, c)
+	conn, err := connectToLock(ctx, c)
 	if err != nil {
 		return nil, err
 	}
