@@ -246,7 +246,10 @@ func TestFanOutLocalAndS3(t *testing.T) {
 	}
 
 	// S3 stopped mid-backup: the local copy completes, S3's fails, and
-	// nothing is visible under a final S3 key.
+	// nothing is visible under a final S3 key. The dump pauses after 6 MB
+	// (past S3's first 5 MiB part), so the stop lands mid-backup however
+	// fast the machine (unpaused, the whole backup took 250 ms here).
+	t.Setenv("PATH", shimPgDump(t, `"$REAL" "$@" | (head -c 6000000; sleep 2; cat)`))
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		srv.Stop()
