@@ -211,7 +211,7 @@ func (o Options) staged(ctx context.Context, st *stage, res Result, checkErr err
 
 // setOwner gives a database the restore created to the backup's owner,
 // as the source was (when that role exists here: restore --globals):
-// over lock's session when there is one (a staged restore's), else a
+// over the lock's session when there is one (a staged restore's), else a
 // connection of its own.
 func (o Options) setOwner(ctx context.Context, a *format.ArchiveInfo, lock *pg.Lock) {
 	if a == nil || a.DatabaseOwner() == "" {
