@@ -58,16 +58,14 @@ func startWatch(t *testing.T, p testenv.PG) *watchStaging {
 	return w
 }
 
-// sawTables says whether a staging database held a table yet.
-func (w *watchStaging) sawTables() bool {
+// sawTablesOf says whether the staging database the restore logging to
+// logs made held a table yet (other packages' tests, running beside this
+// one, stage restores of their own).
+func (w *watchStaging) sawTablesOf(logs fmt.Stringer) bool {
+	name, ok := stagingIn(logs.String())
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, k := range w.tables {
-		if k > 0 {
-			return true
-		}
-	}
-	return false
+	return ok && w.tables[name] > 0
 }
 
 // gatedSink holds reads of its objects at byte at until open() says so
@@ -273,7 +271,7 @@ func TestStagedRestoreRefusedLeavesNothing(t *testing.T) {
 			dst := "bk_staged_bad_" + testenv.RandHex(3)
 			t.Cleanup(func() { p.DropDB(dst) })
 			w := startWatch(t, p)
-			var logs bytes.Buffer
+			var logs syncBuffer
 			tmp := t.TempDir()
 			dir := t.TempDir()
 			key := format.Key("app", testTime, ext)
@@ -282,7 +280,7 @@ func TestStagedRestoreRefusedLeavesNothing(t *testing.T) {
 			}
 			// The bytes before the bad part are read, then held until
 			// pg_restore created tables in the staging database.
-			src := resolve(t, gatedSink{Sink: sinks.NewLocal("local", dir), at: int64(len(bad) * 8 / 10), open: w.sawTables}, "local:"+key)
+			src := resolve(t, gatedSink{Sink: sinks.NewLocal("local", dir), at: int64(len(bad) * 8 / 10), open: func() bool { return w.sawTablesOf(&logs) }}, "local:"+key)
 			_, err := restore.Run(context.Background(), src, restore.Options{Target: connFor(p, dst), Jobs: jobs, TempDir: tmp,
 				Check: restore.CheckOptions{Keys: format.Keys{Password: "pw"}, Encrypted: true}, Log: logTo(&logs)})
 			if !errors.Is(err, restore.ErrRefused) {
@@ -330,11 +328,20 @@ func TestStagedRestoreFailureLeavesNothing(t *testing.T) {
 }
 
 func stagingName(t *testing.T, logs string) string {
-	_, rest, ok := strings.Cut(logs, "staging="+restore.StagePrefix)
-	if !ok || len(rest) < 12 {
+	name, ok := stagingIn(logs)
+	if !ok {
 		t.Fatalf("no staging database in the log: %s", logs)
 	}
-	return restore.StagePrefix + rest[:12]
+	return name
+}
+
+// stagingIn is the staging database a restore's log names, if it does yet.
+func stagingIn(logs string) (string, bool) {
+	_, rest, ok := strings.Cut(logs, "staging="+restore.StagePrefix)
+	if !ok || len(rest) < 12 {
+		return "", false
+	}
+	return restore.StagePrefix + rest[:12], true
 }
 
 // A staging or scratch database nobody holds (a killed restore's or
