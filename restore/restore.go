@@ -218,11 +218,14 @@ func (o Options) setOwner(ctx context.Context, a *format.ArchiveInfo, lock *pg.L
 		return
 	}
 	owner := a.DatabaseOwner()
-	set := func() (bool, error) { return pg.SetOwner(ctx, o.Target, owner) }
+	var ok bool
+	var err error
 	if lock != nil {
-		set = func() (bool, error) { return lock.SetOwner(ctx, o.Target.Database, owner) }
+		ok, err = lock.SetOwner(ctx, o.Target.Database, owner)
+	} else {
+		ok, err = pg.SetOwner(ctx, o.Target, owner)
 	}
-	if ok, err := set(); err != nil {
+	if err != nil {
 		o.log().Warn("the new database keeps its creator as owner: giving it to the backup's owner failed", "owner", owner, "err", err)
 	} else if !ok {
 		o.log().Info("the backup's database owner does not exist here; the new database keeps its creator as owner", "owner", owner)
