@@ -5,6 +5,14 @@ import (
 	"strings"
 )
 
+// line is one target: the limit and what the rounds measured.
+type line struct {
+	what, unit string
+	limit      float64
+	med        float64
+	lo, hi     float64
+}
+
 // targets prints every performance target of the project with what this
 // run measured: the median, the spread across rounds, and whether it is
 // met. Ratios pair the rounds of two rows (they ran side by side).
@@ -20,20 +28,13 @@ func targets(table []*row) {
 	wall := func(x result) float64 { return x.wall.Seconds() }
 	size := func(x result) float64 { return float64(x.bytes) }
 	rss := func(x result) float64 { return float64(x.rssKiB) / 1024 }
-	type line struct {
-		what, unit string
-		limit      float64
-		med        float64
-		lo, hi     float64
-		ok         bool
-	}
 	var lines []line
 	ratio := func(what, a, b string, f func(result) float64, limit float64) {
 		ra, rb := find(a), find(b)
 		if ra == nil || rb == nil {
 			return
 		}
-		l := line{what: what, unit: "×", limit: limit, med: median(rb.results, f) / median(ra.results, f), lo: 1e9, hi: 0, ok: true}
+		l := line{what: what, unit: "×", limit: limit, med: median(rb.results, f) / median(ra.results, f), lo: 1e9, hi: 0}
 		for i := range min(len(ra.results), len(rb.results)) {
 			v := f(rb.results[i]) / f(ra.results[i])
 			l.lo, l.hi = min(l.lo, v), max(l.hi, v)
@@ -45,7 +46,7 @@ func targets(table []*row) {
 		if r == nil {
 			return
 		}
-		l := line{what: what, unit: unit, limit: limit, med: median(r.results, f), lo: 1e18, ok: true}
+		l := line{what: what, unit: unit, limit: limit, med: median(r.results, f), lo: 1e18}
 		for _, x := range r.results {
 			l.lo, l.hi = min(l.lo, f(x)), max(l.hi, f(x))
 		}
@@ -71,11 +72,22 @@ func targets(table []*row) {
 	fmt.Printf("| %-44s | %10s | %19s | %8s | %-6s |\n", "target", "median", "spread", "limit", "")
 	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 46), strings.Repeat("-", 12), strings.Repeat("-", 21), strings.Repeat("-", 10), strings.Repeat("-", 8))
 	for _, l := range lines {
-		verdict := "met"
-		if l.med > l.limit {
-			verdict = "MISSED"
-		}
-		f := func(v float64) string { return fmt.Sprintf("%.2f%s", v, l.unit) }
-		fmt.Printf("| %-44s | %10s | %19s | %8s | %-6s |\n", l.what, f(l.med), f(l.lo)+" – "+f(l.hi), "≤ "+f(l.limit), verdict)
+		fmt.Println(l.row())
 	}
+}
+
+// row renders one target. A median that rounds to the limit shows a
+// third decimal, so a miss never reads as the limit itself (1.052×
+// against ≤ 1.05×).
+func (l line) row() string {
+	verdict := "met"
+	if l.med > l.limit {
+		verdict = "MISSED"
+	}
+	f := func(v float64) string { return fmt.Sprintf("%.2f%s", v, l.unit) }
+	med := f(l.med)
+	if med == f(l.limit) && l.med != l.limit {
+		med = fmt.Sprintf("%.3f%s", l.med, l.unit)
+	}
+	return fmt.Sprintf("| %-44s | %10s | %19s | %8s | %-6s |", l.what, med, f(l.lo)+" – "+f(l.hi), "≤ "+f(l.limit), verdict)
 }
