@@ -496,3 +496,59 @@ func TestPlanOrderBackupsBeforePrunes(t *testing.T) {
 		t.Fatalf("actions in this order:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestDrillPlanning: a drill of the slot's newest usable backup is due
+// when the slot was never drilled or the drill schedule's next slot after
+// the last drill (of any backup) has come; never without a schedule, a
+// backup, or for a database that is gone; a drill dated in the future
+// does not count.
+func TestDrillPlanning(t *testing.T) {
+	now := ts("2026-11-25T12:30:00Z")
+	drilled := func(o *Observed, i int, at string) *Observed {
+		o.Backups[i].Drills = append(o.Backups[i].Drills, format.DrillMark{Time: ts(at), OK: true})
+		return o
+	}
+	cases := []struct {
+		name     string
+		schedule string // drill schedule; "-" = no drill configured
+		gone     bool
+		obs      *Observed
+		want     string // key of the backup drilled, "" = none
+		reason   string
+	}{
+		{"never drilled", "0 3 * * *", false, history(ts("2026-11-25T11:00:00Z"), ts("2026-11-25T10:00:00Z")), keyAt(ts("2026-11-25T11:00:00Z")), "never drilled"},
+		{"drilled after today's slot", "0 3 * * *", false, drilled(history(ts("2026-11-25T11:00:00Z"), ts("2026-11-25T10:00:00Z")), 1, "2026-11-25T03:10:00Z"), "", ""},
+		{"last drill before today's slot", "0 3 * * *", false, drilled(history(ts("2026-11-25T11:00:00Z"), ts("2026-11-25T10:00:00Z")), 1, "2026-11-24T03:10:00Z"), keyAt(ts("2026-11-25T11:00:00Z")), "slot 2026-11-25"},
+		{"a future drill does not count", "0 3 * * *", false, drilled(history(ts("2026-11-25T11:00:00Z")), 0, "2026-11-26T03:10:00Z"), keyAt(ts("2026-11-25T11:00:00Z")), "never drilled"},
+		{"a future backup is not drilled", "0 3 * * *", false, history(ts("2026-11-26T11:00:00Z"), ts("2026-11-25T11:00:00Z")), keyAt(ts("2026-11-25T11:00:00Z")), "never drilled"},
+		{"on demand only", "", false, history(ts("2026-11-25T11:00:00Z")), "", ""},
+		{"no drill configured", "-", false, history(ts("2026-11-25T11:00:00Z")), "", ""},
+		{"no backup", "0 3 * * *", false, history(), "", ""},
+		{"database gone", "0 3 * * *", true, history(ts("2026-11-25T11:00:00Z")), "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dbs := cfgWith("", nil, nil)
+			if c.schedule != "-" {
+				dbs[0].Drill = &Drill{Schedule: c.schedule}
+			}
+			dbs[0].Gone, dbs[0].Why = c.gone, "gone from the server"
+			p := MakePlan(dbs, Observation{{"app", "local"}: c.obs}, now, PlanOptions{})
+			var got []Action
+			for _, a := range p.Actions {
+				if a.Type == ActDrill {
+					got = append(got, a)
+				}
+			}
+			if c.want == "" {
+				if len(got) != 0 {
+					t.Fatalf("drill planned: %+v", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Key != c.want || got[0].Storage != "local" || got[0].Code != "drill_due" || !strings.Contains(got[0].Reason, c.reason) {
+				t.Fatalf("drills %+v, want one of %s (%q)", got, c.want, c.reason)
+			}
+		})
+	}
+}
