@@ -132,6 +132,33 @@ func TestSurveyAndPlanWholeServer(t *testing.T) {
 	if p.Count(ActBackup) != 2 {
 		t.Errorf("--db prod.sales: %d backups, want the database and its globals", p.Count(ActBackup))
 	}
+
+	// --db prod, the entry's own name: every database it discovers; --db
+	// of anything else: none of them, and the server is not even asked
+	// (a server that is down must not fail another database's run).
+	for only, want := range map[string]int{"prod": 3, "prod2": 0, "other": 0} {
+		s = Survey{}
+		s.Observe(context.Background(), entries, stores, fakeServer{dbs: []string{"sales", "new"}}, only)
+		p = MakePlan(s.Databases, s.Obs, now, PlanOptions{Database: only, Force: true})
+		if n := p.Count(ActBackup); n != want {
+			t.Errorf("--db %s: %d backups (%d databases surveyed), want %d", only, n, len(s.Databases), want)
+		}
+		if want == 0 && len(s.Databases) != 0 {
+			t.Errorf("--db %s surveyed the prod entry: %d databases", only, len(s.Databases))
+		}
+	}
+	for _, only := range []string{"other", "prod2"} {
+		s = Survey{}
+		s.Observe(context.Background(), entries, stores, fakeServer{err: errors.New("connection refused")}, only)
+		if len(s.Failed) != 0 || len(s.Warnings) != 0 {
+			t.Errorf("--db %s: the prod entry's server was asked: failed %v, warnings %v", only, s.Failed, s.Warnings)
+		}
+	}
+	s = Survey{}
+	s.Observe(context.Background(), entries, stores, fakeServer{err: errors.New("connection refused")}, "prod.sales")
+	if !slices.Equal(s.Failed, []string{"prod"}) {
+		t.Errorf("--db prod.sales with the server down: failed %v, want [prod]", s.Failed)
+	}
 }
 
 func TestFailedDiscoveryPlansNothing(t *testing.T) {
