@@ -227,6 +227,22 @@ func TestGlobalsRoundTrip(t *testing.T) {
 	before := roleState(t, pg, db, tag)
 	cfg := serverConfig(t, pg, dir, pg.User, fmt.Sprintf("      include: [\"%s_*\"]", tag), "")
 	mustCLI(t, 0, "apply", "-c", cfg)
+	// The globals are named as the SQL text they are, the database as
+	// the archive it is, and their manifests say which is which.
+	store := sinks.NewLocal("local", filepath.Join(dir, "store"))
+	for name, want := range map[string][2]string{"srv._globals": {".sql", "globals"}, "srv." + db: {".dump", ""}} {
+		var keys []string
+		for _, b := range folders(t, dir)[name] {
+			keys = append(keys, b.Key)
+		}
+		if len(keys) != 1 || !strings.Contains(keys[0], want[0]) {
+			t.Fatalf("backups of %s: %v, want one named …%s…", name, keys, want[0])
+		}
+		m, err := repo.ReadManifest(context.Background(), store, keys[0])
+		if err != nil || m == nil || m.Kind != want[1] {
+			t.Errorf("manifest of %s: %+v (%v), want kind %q", keys[0], m, err, want[1])
+		}
+	}
 
 	// The database and its roles are lost.
 	pg.DropDB(db)
