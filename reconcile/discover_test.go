@@ -114,6 +114,16 @@ func TestSurveyAndPlanWholeServer(t *testing.T) {
 	if p.Actions[0].Database != "prod._globals" {
 		t.Errorf("the globals are not backed up first: %v", p.Actions[0])
 	}
+	// Next says how old each slot's newest backup is, the globals' too.
+	newest := map[string]time.Time{}
+	for _, n := range p.Next {
+		newest[n.Database] = n.Newest
+	}
+	for db, want := range map[string]time.Time{"prod._globals": day(1).Add(-time.Minute), "prod.sales": day(1), "prod.new": {}} {
+		if got, ok := newest[db]; !ok || !got.Equal(want) {
+			t.Errorf("next of %s: newest %v (listed %v), want %v", db, got, ok, want)
+		}
+	}
 	if !slices.ContainsFunc(p.Warnings, func(w string) bool {
 		return w == "prod.gone: database no longer on the server; its backups are kept (the newest forever), none are taken"
 	}) {
@@ -154,6 +164,21 @@ func TestSurveyAndPlanWholeServer(t *testing.T) {
 			t.Errorf("--db %s: the prod entry's server was asked: failed %v, warnings %v", only, s.Failed, s.Warnings)
 		}
 	}
+	// A server never backed up: every database and the globals are due,
+	// and nothing has a newest backup yet.
+	s = Survey{}
+	empty := map[string]sinks.Sink{"l": sinks.NewLocal("l", t.TempDir())}
+	s.Observe(context.Background(), entries, empty, fakeServer{dbs: []string{"sales"}}, "")
+	p = MakePlan(s.Databases, s.Obs, now, PlanOptions{})
+	if p.Count(ActBackup) != 2 || p.Count(ActPrune) != 0 {
+		t.Errorf("a server never backed up: %+v, want the globals and sales backed up", p.Actions)
+	}
+	for _, n := range p.Next {
+		if !n.Newest.IsZero() {
+			t.Errorf("a server never backed up: %s has a newest backup %v", n.Slot, n.Newest)
+		}
+	}
+
 	s = Survey{}
 	s.Observe(context.Background(), entries, stores, fakeServer{err: errors.New("connection refused")}, "prod.sales")
 	if !slices.Equal(s.Failed, []string{"prod"}) {
