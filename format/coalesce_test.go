@@ -162,9 +162,27 @@ func TestCoalesceKeepsDamageVisible(t *testing.T) {
 	}
 	same("bytes appended", append(bytes.Clone(data), 1, 0, 0, 0, 0))
 
-	// The source's own errors come through as they are.
+	// The source's own errors come through as they are: in the header,
+	// the table of contents, the data, inside a row's chunk (two bytes
+	// into the first table's first chunk) and inside the length of the
+	// chunk after it.
+	info, err := format.WalkArchive(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inChunk, inLength int
+	for _, e := range info.Entries {
+		if first := chunkLengths(t, data, info)[0][0]; e.Desc == "TABLE DATA" && e.DataAt > 0 && first > 2 {
+			inChunk = int(e.DataAt) + 1 + 5 + 5 + 2 // type, dump id, chunk length
+			inLength = int(e.DataAt) + 1 + 5 + 5 + int(first) + 2
+			break
+		}
+	}
+	if inChunk == 0 {
+		t.Fatal("no table data in the archive")
+	}
 	boom := errors.New("authentication failed")
-	for _, at := range []int{3, 2000, len(data) / 2} {
+	for _, at := range []int{3, 2000, len(data) / 2, inChunk, inLength} {
 		r := io.MultiReader(bytes.NewReader(data[:at]), &errOnce{err: boom})
 		if _, err := io.ReadAll(format.Coalesce(r)); !errors.Is(err, boom) {
 			t.Fatalf("source failing after %d bytes: %v", at, err)
