@@ -382,3 +382,33 @@ func TestKDFRunsOncePerPasswordOneAtATime(t *testing.T) {
 		t.Fatalf("six passwords at once: %d KDF runs (want 6), at most %d at once (want 1)", n, most)
 	}
 }
+
+// TestEncrypterAfterClose: once the last chunk is sealed, a Write or a
+// second Close fails and adds nothing, so no bytes can follow the
+// stream's end, where a reader would refuse them as trailing data.
+func TestEncrypterAfterClose(t *testing.T) {
+	var buf bytes.Buffer
+	e, err := newEncrypter(&buf, "pw", cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Write([]byte("rows")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sealed := bytes.Clone(buf.Bytes())
+	if n, err := e.Write([]byte("more")); err == nil || n != 0 {
+		t.Errorf("write after close: %d bytes, %v", n, err)
+	}
+	if err := e.Close(); err == nil {
+		t.Error("a second close succeeded")
+	}
+	if !bytes.Equal(buf.Bytes(), sealed) {
+		t.Fatalf("%d bytes written after close", buf.Len()-len(sealed))
+	}
+	if got, err := decrypt(buf.Bytes(), "pw"); err != nil || string(got) != "rows" {
+		t.Fatalf("decrypt: %q, %v", got, err)
+	}
+}
