@@ -412,3 +412,37 @@ func TestEncrypterAfterClose(t *testing.T) {
 		t.Fatalf("decrypt: %q, %v", got, err)
 	}
 }
+
+// TestKeyCacheBounded: derived keys are kept for reuse, up to
+// maxCachedKeys of them (which one makes room is left to chance), the
+// newest never evicted by its own insert.
+func TestKeyCacheBounded(t *testing.T) {
+	salt := func(i int) []byte {
+		s := make([]byte, 16)
+		binary.BigEndian.PutUint64(s, uint64(i)+1<<40)
+		return s
+	}
+	cached := func() int {
+		passwordKeys.Lock()
+		defer passwordKeys.Unlock()
+		return len(passwordKeys.byID)
+	}
+	for i := range maxCachedKeys + 16 {
+		if _, err := passwordKey("cache-pw", salt(i), cheapKDF); err != nil {
+			t.Fatal(err)
+		}
+		if n := cached(); n > maxCachedKeys {
+			t.Fatalf("%d keys cached, want at most %d", n, maxCachedKeys)
+		}
+	}
+	if n := cached(); n != maxCachedKeys {
+		t.Fatalf("%d keys cached after %d derivations, want %d", n, maxCachedKeys+16, maxCachedKeys)
+	}
+	before := KDFRuns()
+	if _, err := passwordKey("cache-pw", salt(maxCachedKeys+15), cheapKDF); err != nil {
+		t.Fatal(err)
+	}
+	if n := KDFRuns() - before; n != 0 {
+		t.Fatalf("the newest key derived again: %d KDF runs", n)
+	}
+}
