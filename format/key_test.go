@@ -88,6 +88,10 @@ func TestDBNameEncoding(t *testing.T) {
 		{"..", "%2E%2E"},
 		{"dbname=x", "dbname%3Dx"},
 		{"ö", "%C3%B6"},
+		// The alphabet's edges stay as they are (a folder's name must
+		// not change between versions), their neighbours do not.
+		{"azAZ09-_", "azAZ09-_"},
+		{"`{@[/:", "%60%7B%40%5B%2F%3A"},
 	} {
 		got := EncodeDBName(tc.in)
 		if got != tc.want {
