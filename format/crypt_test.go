@@ -81,6 +81,9 @@ func TestDecryptDetectsDamage(t *testing.T) {
 		c[off] ^= 0x40
 		return c
 	}
+	// A stream whose last chunk is full: damage there is not a cut.
+	full := encrypt(t, plain[:2*chunkSize], "correct horse")
+	full[len(full)-1] ^= 0x40
 	reorder := bytes.Clone(ct)
 	copy(reorder[headerSize:], ct[headerSize+one:headerSize+2*one])
 	copy(reorder[headerSize+one:], ct[headerSize:headerSize+one])
@@ -89,25 +92,30 @@ func TestDecryptDetectsDamage(t *testing.T) {
 		data []byte
 		pw   string
 		want error
+		says string // in the message, when set
 	}{
-		{"wrong password", ct, "wrong", ErrWrongPassword},
-		{"no password", ct, "", ErrNeedPassword},
-		{"truncated in header", ct[:30], "correct horse", ErrTruncated},
-		{"truncated at chunk boundary", ct[:headerSize+2*one], "correct horse", ErrTruncated},
-		{"truncated after header", ct[:headerSize], "correct horse", ErrTruncated},
-		{"truncated mid chunk", ct[:headerSize+one+100], "correct horse", ErrCorrupted},
-		{"truncated in last chunk", ct[:len(ct)-5], "correct horse", ErrCorrupted},
-		{"flipped header byte", flip(14), "correct horse", ErrCorrupted},
-		{"flipped body byte", flip(headerSize + one + 5), "correct horse", ErrCorrupted},
-		{"flipped tail byte", flip(len(ct) - 1), "correct horse", ErrCorrupted},
-		{"reordered chunks", reorder, "correct horse", ErrCorrupted},
-		{"appended data", append(bytes.Clone(ct), ct[headerSize:headerSize+one]...), "correct horse", ErrCorrupted},
+		{"wrong password", ct, "wrong", ErrWrongPassword, ""},
+		{"no password", ct, "", ErrNeedPassword, ""},
+		{"truncated in header", ct[:30], "correct horse", ErrTruncated, ""},
+		{"truncated at chunk boundary", ct[:headerSize+2*one], "correct horse", ErrTruncated, ""},
+		{"truncated after header", ct[:headerSize], "correct horse", ErrTruncated, ""},
+		{"truncated mid chunk", ct[:headerSize+one+100], "correct horse", ErrCorrupted, "chunk 1 failed authentication (cut short, or bytes changed)"},
+		{"truncated in last chunk", ct[:len(ct)-5], "correct horse", ErrCorrupted, "chunk 3 failed authentication (cut short"},
+		{"flipped header byte", flip(14), "correct horse", ErrCorrupted, ""},
+		{"flipped body byte", flip(headerSize + one + 5), "correct horse", ErrCorrupted, "chunk 1 failed authentication (bytes changed or chunks reordered)"},
+		{"flipped byte of a full last chunk", full, "correct horse", ErrCorrupted, "chunk 1 failed authentication (bytes changed or chunks reordered)"},
+		{"flipped tail byte", flip(len(ct) - 1), "correct horse", ErrCorrupted, ""},
+		{"reordered chunks", reorder, "correct horse", ErrCorrupted, ""},
+		{"appended data", append(bytes.Clone(ct), ct[headerSize:headerSize+one]...), "correct horse", ErrCorrupted, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := decrypt(c.data, c.pw)
 			if !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			if !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("%v does not say %q", err, c.says)
 			}
 		})
 	}
