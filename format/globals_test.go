@@ -2,6 +2,7 @@ package format
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -123,6 +124,51 @@ func TestParseGlobalsRefuses(t *testing.T) {
 	} {
 		if _, err := ParseGlobals([]byte(in)); !errors.Is(err, ErrNotGlobals) {
 			t.Errorf("%s: err = %v, want ErrNotGlobals", name, err)
+		}
+	}
+}
+
+// TestSplitSQL: statements end at a ';' outside quotes, comments and
+// dollar quotes, in every quoting PostgreSQL has; the \restrict lines
+// pg_dumpall writes go, any other meta-command is refused.
+func TestSplitSQL(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"CREATE ROLE a;\nALTER ROLE a LOGIN;\n", []string{"CREATE ROLE a", "ALTER ROLE a LOGIN"}},
+		{`COMMENT ON ROLE a IS 'it''s; fine';`, []string{`COMMENT ON ROLE a IS 'it''s; fine'`}},
+		{`COMMENT ON ROLE a IS E'it\'s; fine';`, []string{`COMMENT ON ROLE a IS E'it\'s; fine'`}},
+		{`COMMENT ON ROLE a IS e'\\';`, []string{`COMMENT ON ROLE a IS e'\\'`}},
+		// Not an E-string: a backslash is just a byte there, so the quote
+		// after it ends the literal.
+		{`COMMENT ON ROLE a IS 'x\'; SELECT 1;`, []string{`COMMENT ON ROLE a IS 'x\'`, "SELECT 1"}},
+		{`COMMENT ON ROLE ae IS 'x\'; SELECT 1;`, []string{`COMMENT ON ROLE ae IS 'x\'`, "SELECT 1"}},
+		{`CREATE ROLE "a""; b";`, []string{`CREATE ROLE "a""; b"`}},
+		{"COMMENT ON ROLE a IS $q$x; 'y$q$;", []string{"COMMENT ON ROLE a IS $q$x; 'y$q$"}},
+		{"COMMENT ON ROLE a IS $$x;$$;", []string{"COMMENT ON ROLE a IS $$x;$$"}},
+		{"SELECT a$b;", []string{"SELECT a$b"}},
+		{"CREATE ROLE a; -- a comment; with ';'\nCREATE ROLE b;", []string{"CREATE ROLE a", "CREATE ROLE b"}},
+		{"CREATE /* x; y */ ROLE a;", []string{"CREATE   ROLE a"}},
+		{"\\restrict abc\nCREATE ROLE a;\n\\unrestrict abc\n", []string{"CREATE ROLE a"}},
+		{"CREATE ROLE a;\n\n;", []string{"CREATE ROLE a"}},
+		// Where the quote stands: first, second or third in the text,
+		// after one space or two, and doubled inside an E-string.
+		{"'x';", []string{"'x'"}},
+		{`E'a\'b';`, []string{`E'a\'b'`}},
+		{`xE'a\';`, []string{`xE'a\'`}},
+		{`COMMENT ON ROLE a IS  'x\'; SELECT 1;`, []string{`COMMENT ON ROLE a IS  'x\'`, "SELECT 1"}},
+		{`COMMENT ON ROLE a IS E'a''\'; x';`, []string{`COMMENT ON ROLE a IS E'a''\'; x'`}},
+		{"CREATE /**/ ROLE a;", []string{"CREATE   ROLE a"}},
+	} {
+		got, err := splitSQL(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("splitSQL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"CREATE ROLE a", "CREATE ROLE 'a;", `CREATE ROLE "a;`, "SELECT $q$x;", "CREATE /* ROLE a;", "\\! rm -rf /\n", `COMMENT ON ROLE a IS E'x\';`, "COMMENT ON ROLE a IS 'x'"} {
+		if got, err := splitSQL(bad); !errors.Is(err, ErrNotGlobals) {
+			t.Errorf("splitSQL(%q) = %q, %v; want it refused", bad, got, err)
 		}
 	}
 }
