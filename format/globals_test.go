@@ -160,6 +160,9 @@ func TestSplitSQL(t *testing.T) {
 		{`COMMENT ON ROLE a IS  'x\'; SELECT 1;`, []string{`COMMENT ON ROLE a IS  'x\'`, "SELECT 1"}},
 		{`COMMENT ON ROLE a IS E'a''\'; x';`, []string{`COMMENT ON ROLE a IS E'a''\'; x'`}},
 		{"CREATE /**/ ROLE a;", []string{"CREATE   ROLE a"}},
+		{"COMMENT ON ROLE a IS $$$$;SELECT 1;", []string{"COMMENT ON ROLE a IS $$$$", "SELECT 1"}},
+		{"SELECT $1; SELECT $ a;", []string{"SELECT $1", "SELECT $ a"}},
+		{"SELECT $a b$ ;", []string{"SELECT $a b$"}},
 	} {
 		got, err := splitSQL(tc.in)
 		if err != nil || !slices.Equal(got, tc.want) {
