@@ -56,8 +56,8 @@ func compressInPieces(t *testing.T, c Compression, plain []byte) []byte {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for p := plain; len(p) > 0; {
 		k := min(len(p), 1+rng.IntN(3<<20))
-		if _, err := w.Write(p[:k]); err != nil {
-			t.Fatal(err)
+		if n, err := w.Write(p[:k]); err != nil || n != k {
+			t.Fatalf("wrote %d of %d bytes: %v", n, k, err)
 		}
 		p = p[k:]
 	}
