@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand"
 	"os"
@@ -285,5 +286,36 @@ func TestKeysDerivedBeforeAnyPipeline(t *testing.T) {
 	}
 	if len(d.atStart) != 4 || format.KDFRuns()-before != 3 {
 		t.Fatalf("%d pipelines, %d derivations; want 4 and 3", len(d.atStart), format.KDFRuns()-before)
+	}
+}
+
+// TestApplyBackupAndCleanupTogether: one backup and one cleanup of a
+// database run together under its lock; neither is dropped for the
+// other.
+func TestApplyBackupAndCleanupTogether(t *testing.T) {
+	root := t.TempDir()
+	store := sinks.NewLocal("local", root)
+	now := time.Now().UTC()
+	old := now.Add(-2 * time.Hour)
+	left := filepath.Join(root, "app", "."+filepath.Base(keyAt(old))+".tmp-0123456789ab")
+	os.MkdirAll(filepath.Dir(left), 0o700)
+	if err := os.WriteFile(left, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(left, old, old)
+	dbs := cfgWith("0 * * * *", nil, nil)
+	obs := Observe(context.Background(), dbs, map[string]sinks.Sink{"local": store}, "")
+	p := MakePlan(dbs, obs, now, PlanOptions{RunTimeout: 30 * time.Minute})
+	if p.Count(ActBackup) != 1 || p.Count(ActCleanup) != 1 || len(p.Actions) != 2 {
+		t.Fatalf("plan: %+v, want one backup and one cleanup", p.Actions)
+	}
+	runner := &Runner{Databases: dbs, Sinks: map[string]sinks.Sink{"local": store}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return now }, Dumper: fakeDumper{}, Locker: fakeLocker{}}
+	runner.Apply(context.Background(), p)
+	if _, err := os.Stat(left); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the leftover is still there: %v", err)
+	}
+	if bs := backupsIn(t, store); len(bs) != 1 {
+		t.Errorf("%d backups after apply, want 1", len(bs))
 	}
 }
