@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/backupkit/backupkit/format"
@@ -170,17 +171,16 @@ func TestCoalesceKeepsDamageVisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inChunk, inLength int
-	for _, e := range info.Entries {
-		if first := chunkLengths(t, data, info)[0][0]; e.Desc == "TABLE DATA" && e.DataAt > 0 && first > 2 {
-			inChunk = int(e.DataAt) + 1 + 5 + 5 + 2 // type, dump id, chunk length
-			inLength = int(e.DataAt) + 1 + 5 + 5 + int(first) + 2
-			break
-		}
+	// chunkLengths lists the blocks in the order of the entries, so the
+	// first TABLE DATA entry with data is the first block.
+	i := slices.IndexFunc(info.Entries, func(e format.ArchiveEntry) bool { return e.Desc == "TABLE DATA" && e.DataAt > 0 })
+	blocks := chunkLengths(t, data, info)
+	if i < 0 || len(blocks) == 0 || len(blocks[0]) == 0 || blocks[0][0] <= 2 {
+		t.Fatal("no table data with a first chunk of more than two bytes in the archive")
 	}
-	if inChunk == 0 {
-		t.Fatal("no table data in the archive")
-	}
+	first := int(blocks[0][0])
+	start := int(info.Entries[i].DataAt) + 1 + 5 + 5 // type, dump id, chunk length
+	inChunk, inLength := start+2, start+first+2
 	boom := errors.New("authentication failed")
 	for _, at := range []int{3, 2000, len(data) / 2, inChunk, inLength} {
 		r := io.MultiReader(bytes.NewReader(data[:at]), &errOnce{err: boom})
