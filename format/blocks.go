@@ -3,7 +3,8 @@ package format
 import "io"
 
 // blockWriter cuts its input into blocks of size bytes and compresses
-// each on its own (compress appends the block's encoding to out), up to
+// each on its own (compress appends the block's encoding to out, or
+// fails the stream), up to
 // inflight blocks at once, writing them in order. zstd frames and gzip
 // members are written this way: on its own a streaming encoder keeps one
 // core busy. Memory: (2 × inflight + 1) blocks of buffers plus the
@@ -12,7 +13,7 @@ type blockWriter struct {
 	w        io.Writer
 	size     int
 	inflight int
-	compress func(out, in []byte) []byte
+	compress func(out, in []byte) ([]byte, error)
 	done     func() // releases the encoders, at Close
 	buf      []byte
 	pending  []*blockJob
@@ -22,6 +23,7 @@ type blockWriter struct {
 
 type blockJob struct {
 	in, out []byte
+	err     error
 	done    chan struct{}
 }
 
@@ -53,7 +55,7 @@ func (f *blockWriter) submit() {
 	j := &blockJob{in: f.buf, out: f.alloc(), done: make(chan struct{})}
 	f.buf = nil
 	go func() {
-		j.out = f.compress(j.out[:0], j.in)
+		j.out, j.err = f.compress(j.out[:0], j.in)
 		close(j.done)
 	}()
 	f.pending = append(f.pending, j)
@@ -65,9 +67,15 @@ func (f *blockWriter) flushOne() {
 	f.pending = f.pending[1:]
 	<-j.done
 	if f.err == nil {
+		f.err = j.err
+	}
+	if f.err == nil {
 		_, f.err = f.w.Write(j.out)
 	}
-	f.free = append(f.free, j.in[:0], j.out[:0])
+	f.free = append(f.free, j.in[:0])
+	if cap(j.out) > 0 { // nil when compress failed
+		f.free = append(f.free, j.out[:0])
+	}
 }
 
 func (f *blockWriter) alloc() []byte {

@@ -53,7 +53,7 @@ func newMemberWriter(w io.Writer, level int) (*blockWriter, error) {
 	}})
 	pool := p.(*sync.Pool)
 	return &blockWriter{w: w, size: gzipMember, inflight: gzipMembers,
-		compress: func(out, in []byte) []byte {
+		compress: func(out, in []byte) ([]byte, error) {
 			buf := bytes.NewBuffer(out)
 			buf.Write(gzipMemberHead)
 			buf.Write([]byte{0, 0, 0, 0}) // the length, once known
@@ -68,7 +68,7 @@ func newMemberWriter(w io.Writer, level int) (*blockWriter, error) {
 			buf.Write(tr[:])
 			b := buf.Bytes()
 			binary.LittleEndian.PutUint32(b[16:20], uint32(len(b)))
-			return b
+			return b, nil
 		}}, nil
 }
 
