@@ -3,11 +3,10 @@ package format
 import "io"
 
 // blockWriter cuts its input into blocks of size bytes and compresses
-// each on its own (compress appends the block's encoding to out, or
-// fails the stream), up to
-// inflight blocks at once, writing them in order. zstd frames and gzip
-// members are written this way: on its own a streaming encoder keeps one
-// core busy. Memory: (2 × inflight + 1) blocks of buffers plus the
+// each on its own (compress appends the block's encoding to out; its
+// error fails the stream), up to inflight blocks at once, writing them in
+// order. zstd frames and gzip members are written this way: on its own a
+// streaming encoder keeps one core busy. Memory: (2 × inflight + 1) blocks of buffers plus the
 // encoders' state.
 type blockWriter struct {
 	w        io.Writer
