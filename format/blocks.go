@@ -6,8 +6,8 @@ import "io"
 // each on its own (compress appends the block's encoding to out; its
 // error fails the stream), up to inflight blocks at once, writing them in
 // order. zstd frames and gzip members are written this way: on its own a
-// streaming encoder keeps one core busy. Memory: (2 × inflight + 1) blocks of buffers plus the
-// encoders' state.
+// streaming encoder keeps one core busy. Memory: (2 × inflight + 1)
+// blocks of buffers plus the encoders' state.
 type blockWriter struct {
 	w        io.Writer
 	size     int
