@@ -103,6 +103,12 @@ func TestSidecar(t *testing.T) {
 		run(t, nil, "docker", "rm", "-f", project+"-pg17")
 	})
 
+	// The image's binary was built as the online Dockerfile builds it:
+	// with libzstd.
+	if v := must(t, nil, "docker", "run", "--rm", "backupkit:local", "version"); !strings.Contains(v, "zstd: libzstd (cgo)") {
+		t.Fatalf("the image's backupkit was built without libzstd:\n%s", v)
+	}
+
 	// PostgreSQL first, with enough data that a dump takes a while.
 	dc(t, nil, "up", "-d", "postgres")
 	waitFor(t, "postgres healthy", 90*time.Second, func() bool { return health(t, container(t, "postgres")) == "healthy" })

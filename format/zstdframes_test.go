@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -251,3 +252,11 @@ func failingDestinationFails(t *testing.T, c Compression, text []byte) {
 type failWriter struct{ err error }
 
 func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
+
+// TestZstdEncodersSaysWhich: what version prints names the encoder this
+// build has (run with and without cgo by make test).
+func TestZstdEncodersSaysWhich(t *testing.T) {
+	if got := ZstdEncoders(); (newCFrameEncoder != nil) != strings.Contains(got, "libzstd") {
+		t.Fatalf("libzstd built in: %v; ZstdEncoders: %q", newCFrameEncoder != nil, got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/internal/testenv"
 	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
@@ -46,7 +47,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	if out := mustCLI(t, 0, "schema"); !strings.Contains(out, "#Config") {
 		t.Fatal("schema does not print the CUE schema")
 	}
-	if out := mustCLI(t, 0, "version"); !strings.HasPrefix(out, "backupkit ") {
+	if out := mustCLI(t, 0, "version"); !strings.HasPrefix(out, "backupkit ") || !strings.Contains(out, "\n"+format.ZstdEncoders()+"\n") {
 		t.Fatalf("version: %q", out)
 	}
 }

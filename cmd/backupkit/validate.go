@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/backupkit/backupkit/format"
 	"github.com/backupkit/backupkit/schema"
 )
 
@@ -92,7 +93,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(g.stdout, "backupkit %s\n", versionString())
+			fmt.Fprintf(g.stdout, "backupkit %s\n%s\n", versionString(), format.ZstdEncoders())
 			return nil
 		},
 	}
