@@ -18,6 +18,9 @@ ARG BASE_IMAGE=debian:bookworm-slim
 ARG PG15_IMAGE=debian:bookworm-slim
 
 FROM ${GO_IMAGE} AS build
+# libdeflate, which make build builds in to inflate encrypted gzip backups.
+RUN test -f /usr/include/libdeflate.h || { apt-get update && \
+      apt-get install -y --no-install-recommends libdeflate-dev && rm -rf /var/lib/apt/lists/*; }
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

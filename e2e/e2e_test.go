@@ -104,9 +104,9 @@ func TestSidecar(t *testing.T) {
 	})
 
 	// The image's binary was built as the online Dockerfile builds it:
-	// with libzstd.
-	if v := must(t, nil, "docker", "run", "--rm", "backupkit:local", "version"); !strings.Contains(v, "zstd: libzstd (cgo)") {
-		t.Fatalf("the image's backupkit was built without libzstd:\n%s", v)
+	// with libzstd and libdeflate.
+	if v := must(t, nil, "docker", "run", "--rm", "backupkit:local", "version"); !strings.Contains(v, "zstd: libzstd (cgo)") || !strings.Contains(v, "gzip: libdeflate (cgo)") {
+		t.Fatalf("the image's backupkit was built without libzstd or libdeflate:\n%s", v)
 	}
 
 	// PostgreSQL first, with enough data that a dump takes a while.

@@ -37,7 +37,9 @@ type codec struct {
 	magic        []byte
 	minLv, maxLv int
 	writer       func(w io.Writer, level int) (io.WriteCloser, error) // level 0 = default
-	reader       func(r io.Reader) (io.ReadCloser, error)
+	// reader decodes r; authenticated: r's bytes were authenticated
+	// (decrypted), so a C decoder may read them.
+	reader func(r io.Reader, authenticated bool) (io.ReadCloser, error)
 }
 
 var codecs = []codec{
@@ -52,7 +54,7 @@ var codecs = []codec{
 			}
 			return newMemberWriter(w, level)
 		},
-		reader: func(r io.Reader) (io.ReadCloser, error) {
+		reader: func(r io.Reader, authenticated bool) (io.ReadCloser, error) {
 			br, ok := r.(*bufio.Reader)
 			if !ok {
 				br = bufio.NewReader(r)
@@ -62,7 +64,7 @@ var codecs = []codec{
 				return nil, fmt.Errorf("%w: gzip header has reserved flags set", ErrCorrupted)
 			}
 			if h, _ := br.Peek(gzipMemberHeader); sizedMembers(h) {
-				return newMemberReader(br), nil
+				return newMemberReader(br, authenticated), nil
 			}
 			zr, err := pgzip.NewReaderN(br, gzipBlock, gzipBlocks)
 			if err != nil {
@@ -82,7 +84,7 @@ var codecs = []codec{
 			// compressed two at a time.
 			return newFrameWriter(w, lv)
 		},
-		reader: func(r io.Reader) (io.ReadCloser, error) {
+		reader: func(r io.Reader, _ bool) (io.ReadCloser, error) {
 			zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(64<<20))
 			if err != nil {
 				return nil, err
@@ -91,7 +93,7 @@ var codecs = []codec{
 		}},
 	{name: None,
 		writer: func(w io.Writer, _ int) (io.WriteCloser, error) { return nopWriteCloser{w}, nil },
-		reader: func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil }},
+		reader: func(r io.Reader, _ bool) (io.ReadCloser, error) { return io.NopCloser(r), nil }},
 }
 
 func lookup(c Compression) (codec, bool) {

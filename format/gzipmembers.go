@@ -94,6 +94,9 @@ type memberReader struct {
 	eof     bool     // r has ended after a whole member
 	next    error    // reading the member after the pending ones failed
 	err     error    // returned from now on
+	// authenticated: r's bytes were authenticated (decrypted), so a
+	// member may go to the C decoder (cInflate).
+	authenticated bool
 }
 
 type memberJob struct {
@@ -102,7 +105,9 @@ type memberJob struct {
 	done    chan struct{}
 }
 
-func newMemberReader(r *bufio.Reader) *memberReader { return &memberReader{r: r} }
+func newMemberReader(r *bufio.Reader, authenticated bool) *memberReader {
+	return &memberReader{r: r, authenticated: authenticated}
+}
 
 func (m *memberReader) Read(p []byte) (int, error) {
 	for len(m.cur) == 0 {
@@ -186,7 +191,7 @@ func (m *memberReader) start() error {
 	m.pending = append(m.pending, j)
 	go func() {
 		defer close(j.done)
-		j.out, j.err = inflateMember(j.in, j.out)
+		j.out, j.err = inflateMember(j.in, j.out, m.authenticated)
 		if j.err != nil {
 			j.err = fmt.Errorf("%w: gzip member %d: %v", ErrCorrupted, index, j.err)
 		}
@@ -196,49 +201,83 @@ func (m *memberReader) start() error {
 
 var inflaters sync.Pool
 
+// cInflate, when set (a build with cgo and libdeflate), inflates a
+// member's deflate data into exactly len(out) bytes, failing when the
+// data is not one whole deflate stream that ends at the end of data and
+// gives exactly that much. It is a C decoder, so it is given only members
+// whose bytes were authenticated (an encrypted backup's, after their
+// chunk's tag was checked): a stream read from storage as is goes to the
+// Go decoder.
+var cInflate func(data, out []byte) error
+
+// GzipDecoders says, for `backupkit version`, which decoder inflates
+// gzip backups in this build.
+func GzipDecoders() string {
+	if cInflate == nil {
+		return "gzip: Go decoder (klauspost/compress); built without libdeflate"
+	}
+	return "gzip: libdeflate (cgo) for encrypted backups, once authenticated; Go decoder (klauspost/compress) for the rest"
+}
+
 // inflateMember decodes one whole member into out (its capacity reused
-// when large enough) and checks it.
-func inflateMember(in, out []byte) ([]byte, error) {
+// when large enough) and checks it; by libdeflate when authenticated.
+func inflateMember(in, out []byte, authenticated bool) ([]byte, error) {
 	tr := in[len(in)-8:]
 	want := int(binary.LittleEndian.Uint32(tr[4:]))
 	if want > maxGzipMember {
 		return nil, fmt.Errorf("states %d bytes of output", want)
 	}
-	data := bytes.NewReader(in[gzipMemberHeader : len(in)-8])
-	var fr io.ReadCloser
-	if v := inflaters.Get(); v != nil {
-		fr = v.(io.ReadCloser)
-		if err := fr.(flate.Resetter).Reset(data, nil); err != nil {
-			return nil, err
-		}
-	} else {
-		fr = flate.NewReader(data)
-	}
-	defer inflaters.Put(fr)
 	if cap(out) >= want {
 		out = out[:want]
 	} else {
 		out = make([]byte, want)
 	}
+	data := in[gzipMemberHeader : len(in)-8]
+	var err error
+	if authenticated && cInflate != nil {
+		err = cInflate(data, out)
+	} else {
+		err = goInflate(data, out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if crc32.ChecksumIEEE(out) != binary.LittleEndian.Uint32(tr[:4]) {
+		return nil, errors.New("CRC-32 mismatch")
+	}
+	return out, nil
+}
+
+// goInflate is cInflate's contract in Go (klauspost/compress/flate).
+func goInflate(in, out []byte) error {
+	data := bytes.NewReader(in)
+	var fr io.ReadCloser
+	if v := inflaters.Get(); v != nil {
+		fr = v.(io.ReadCloser)
+		if err := fr.(flate.Resetter).Reset(data, nil); err != nil {
+			return err
+		}
+	} else {
+		fr = flate.NewReader(data)
+	}
+	defer inflaters.Put(fr)
 	if n, err := io.ReadFull(fr, out); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, fmt.Errorf("%d bytes of output, its trailer states %d", n, want)
+			return fmt.Errorf("%d bytes of output, its trailer states %d", n, len(out))
 		}
-		return nil, err
+		return err
 	}
 	// The deflate data must end here, and exactly at the trailer.
 	var one [1]byte
 	switch k, err := io.ReadFull(fr, one[:]); {
 	case k > 0:
-		return nil, errors.New("more output than its trailer states")
+		return errors.New("more output than its trailer states")
 	case err != io.EOF:
-		return nil, fmt.Errorf("its deflate data does not end: %v", err)
+		return fmt.Errorf("its deflate data does not end: %v", err)
 	case data.Len() != 0:
-		return nil, fmt.Errorf("%d bytes after its deflate data", data.Len())
-	case crc32.ChecksumIEEE(out) != binary.LittleEndian.Uint32(tr[:4]):
-		return nil, errors.New("CRC-32 mismatch")
+		return fmt.Errorf("%d bytes after its deflate data", data.Len())
 	}
-	return out, nil
+	return nil
 }
 
 func (m *memberReader) Close() error {

@@ -7,15 +7,31 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
+	"strings"
+	"sync/atomic"
 	"testing"
+
+	"filippo.io/age"
 
 	"github.com/klauspost/pgzip"
 )
 
-func gunzipMembers(data []byte) ([]byte, error) {
+// gzipDecoders are the member decoders this build has: the Go decoder
+// (for bytes as read from storage) and, built with libdeflate, the C one
+// (for authenticated bytes).
+func gzipDecoders() map[string]bool {
+	d := map[string]bool{"go": false}
+	if cInflate != nil {
+		d["libdeflate"] = true
+	}
+	return d
+}
+
+func gunzipMembers(data []byte, authenticated bool) ([]byte, error) {
 	k, _ := lookup(Gzip)
-	r, err := k.reader(bufio.NewReader(bytes.NewReader(data)))
+	r, err := k.reader(bufio.NewReader(bytes.NewReader(data)), authenticated)
 	if err != nil {
 		return nil, err
 	}
@@ -42,9 +58,11 @@ func TestGzipMembers(t *testing.T) {
 		if want := max(1, (n+gzipMember-1)/gzipMember); members != want {
 			t.Fatalf("%d bytes: %d members, want %d", n, members, want)
 		}
-		got, err := gunzipMembers(data)
-		if err != nil || !bytes.Equal(got, text[:n]) {
-			t.Fatalf("%d bytes: decoded %d bytes (%v), not what was written", n, len(got), err)
+		for name, auth := range gzipDecoders() {
+			got, err := gunzipMembers(data, auth)
+			if err != nil || !bytes.Equal(got, text[:n]) {
+				t.Fatalf("%d bytes, %s decoder: decoded %d bytes (%v), not what was written", n, name, len(got), err)
+			}
 		}
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
@@ -76,7 +94,7 @@ func TestGzipOlderStreamsDecode(t *testing.T) {
 	if sizedMembers(buf.Bytes()) {
 		t.Fatal("a pgzip stream taken for sized members")
 	}
-	if got, err := gunzipMembers(buf.Bytes()); err != nil || !bytes.Equal(got, text) {
+	if got, err := gunzipMembers(buf.Bytes(), true); err != nil || !bytes.Equal(got, text) {
 		t.Fatalf("decoded %d bytes: %v", len(got), err)
 	}
 }
@@ -117,21 +135,23 @@ func TestGzipMembersDamage(t *testing.T) {
 		{"garbage after the last member", append(bytes.Clone(data), "trailing"...), ErrCorrupted, len(text)},
 		{"empty", nil, ErrTruncated, 0},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := gunzipMembers(c.data)
-			if c.name == "empty" {
-				// An empty stream is not sniffed as gzip at all; the
-				// member reader on its own reports it.
-				got, err = io.ReadAll(newMemberReader(bufio.NewReader(bytes.NewReader(nil))))
-			}
-			if !errors.Is(err, c.want) {
-				t.Fatalf("got %v, want %v", err, c.want)
-			}
-			if len(got) > c.good || !bytes.Equal(got, text[:len(got)]) {
-				t.Fatalf("%d bytes returned before the error (at most %d, and only what was written)", len(got), c.good)
-			}
-		})
+	for name, auth := range gzipDecoders() {
+		for _, c := range cases {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				got, err := gunzipMembers(c.data, auth)
+				if c.name == "empty" {
+					// An empty stream is not sniffed as gzip at all; the
+					// member reader on its own reports it.
+					got, err = io.ReadAll(newMemberReader(bufio.NewReader(bytes.NewReader(nil)), auth))
+				}
+				if !errors.Is(err, c.want) {
+					t.Fatalf("got %v, want %v", err, c.want)
+				}
+				if len(got) > c.good || !bytes.Equal(got, text[:len(got)]) {
+					t.Fatalf("%d bytes returned before the error (at most %d, and only what was written)", len(got), c.good)
+				}
+			})
+		}
 	}
 }
 
@@ -143,8 +163,82 @@ func FuzzGzipMembers(f *testing.F) {
 	f.Add(buf.Bytes())
 	f.Add(append(bytes.Clone(buf.Bytes()), buf.Bytes()...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := newMemberReader(bufio.NewReader(bytes.NewReader(data)))
+		r := newMemberReader(bufio.NewReader(bytes.NewReader(data)), true)
 		io.Copy(io.Discard, r)
 		r.Close()
 	})
+}
+
+// TestGzipCDecoderOnlyAuthenticated: a member goes to the C decoder only
+// when its bytes were authenticated, those of an encrypted backup
+// (password or age) after their chunk's tag was checked; a gzip backup
+// as stored is decoded in Go. The C decoder here is a stand-in that
+// counts its calls, so this runs in every build.
+func TestGzipCDecoderOnlyAuthenticated(t *testing.T) {
+	var calls atomic.Int64
+	saved := cInflate
+	t.Cleanup(func() { cInflate = saved })
+	cInflate = func(in, out []byte) error { calls.Add(1); return goInflate(in, out) }
+
+	text := append([]byte("PGDMP"), randomText(3*gzipMember)...)
+	gz := compressInPieces(t, Gzip, text)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt, err := ParseRecipients([]string{id.Recipient().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := ParseIdentities([]byte(id.String() + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aged bytes.Buffer
+	aw, err := NewAgeEncrypter(&aged, rcpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aw.Write(gz)
+	if err := aw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	keys := Keys{Password: "pw", Identities: ids}
+	for _, c := range []struct {
+		name   string
+		stored []byte
+		inC    bool
+	}{
+		{"gzip as stored", gz, false},
+		{"password-encrypted", encrypt(t, gz, "pw"), true},
+		{"age-encrypted", aged.Bytes(), true},
+	} {
+		calls.Store(0)
+		d, err := Decode(bytes.NewReader(c.stored), keys)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got, err := io.ReadAll(d)
+		d.Close()
+		if err != nil || !bytes.Equal(got, text) {
+			t.Fatalf("%s: decoded %d bytes (%v)", c.name, len(got), err)
+		}
+		if n := calls.Load(); (n > 0) != c.inC {
+			t.Errorf("%s: %d members inflated by the C decoder, want it used: %v", c.name, n, c.inC)
+		} else if c.inC && n != 4 {
+			t.Errorf("%s: %d of its 4 members inflated by the C decoder", c.name, n)
+		}
+	}
+}
+
+// TestGzipDecodersSaysWhich: what version prints names the decoder this
+// build has. In CI a cgo build must have libdeflate (.ci/run installs
+// it), so the C decoder's tests above run there.
+func TestGzipDecodersSaysWhich(t *testing.T) {
+	if got := GzipDecoders(); (cInflate != nil) != strings.Contains(got, "libdeflate (cgo)") {
+		t.Fatalf("libdeflate built in: %v; GzipDecoders: %q", cInflate != nil, got)
+	}
+	if os.Getenv("CI") != "" && newCFrameEncoder != nil && cInflate == nil {
+		t.Fatal("CI runs a cgo build without libdeflate: make test did not find it (Debian's libdeflate-dev)")
+	}
 }

@@ -115,7 +115,7 @@ func Decode(r io.Reader, keys Keys) (*Decoded, error) {
 			d.Layers.Encryption = Age
 			br = bufio.NewReaderSize(dr, 256<<10)
 		case isCodec && d.Layers.Compression == None:
-			zr, err := k.reader(br)
+			zr, err := k.reader(br, d.Layers.Encrypted())
 			if err != nil {
 				return nil, err
 			}

@@ -47,7 +47,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	if out := mustCLI(t, 0, "schema"); !strings.Contains(out, "#Config") {
 		t.Fatal("schema does not print the CUE schema")
 	}
-	if out := mustCLI(t, 0, "version"); !strings.HasPrefix(out, "backupkit ") || !strings.Contains(out, "\n"+format.ZstdEncoders()+"\n") {
+	if out := mustCLI(t, 0, "version"); !strings.HasPrefix(out, "backupkit ") || !strings.Contains(out, "\n"+format.ZstdEncoders()+"\n"+format.GzipDecoders()+"\n") {
 		t.Fatalf("version: %q", out)
 	}
 }

@@ -77,7 +77,7 @@ func TestDockerfile(t *testing.T) {
 	for _, want := range []string{"RUN make build VERSION=${VERSION}", "COPY --from=build /src/bin/backupkit", "USER 10001",
 		`ENTRYPOINT ["backupkit"]`, `CMD ["daemon", "-c", "/etc/backupkit/config.yaml"]`, "BACKUPKIT_LISTEN=:9090",
 		`HEALTHCHECK --interval=30s --timeout=10s --start-period=1m CMD ["backupkit", "healthcheck"]`,
-		"ARG GO_IMAGE=", "ARG BASE_IMAGE=", "ARG PG_SOURCE=pgdg", "apt.postgresql.org"} {
+		"ARG GO_IMAGE=", "ARG BASE_IMAGE=", "ARG PG_SOURCE=pgdg", "apt.postgresql.org", "libdeflate-dev"} {
 		if !strings.Contains(d, want) {
 			t.Fatalf("Dockerfile lacks %q", want)
 		}

@@ -93,7 +93,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(g.stdout, "backupkit %s\n%s\n", versionString(), format.ZstdEncoders())
+			fmt.Fprintf(g.stdout, "backupkit %s\n%s\n%s\n", versionString(), format.ZstdEncoders(), format.GzipDecoders())
 			return nil
 		},
 	}
