@@ -58,7 +58,7 @@ test-race: tools
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet -tags '$(TAGS)' ./...
 
 tools: $(TOOLS)/versitygw $(TOOLS)/promtool $(TOOLS)/age
 
