@@ -99,6 +99,7 @@ fuzz:
 	$(GO) test ./format -run '^$$' -fuzz FuzzDecrypt -fuzztime 60s
 	$(GO) test ./format -run '^$$' -fuzz FuzzDecode -fuzztime 60s
 	$(GO) test ./format -run '^$$' -fuzz FuzzWalkArchive -fuzztime 60s
+	$(GO) test -tags '$(TAGS)' ./format -run '^$$' -fuzz FuzzGzipMembers -fuzztime 60s
 
 docker:
 	docker build -t backupkit:$(VERSION) --build-arg VERSION=$(VERSION) .
