@@ -53,7 +53,7 @@ test-short:
 # Every test under the race detector (about 4 minutes; not part of CI's
 # run, which keeps to `make test`).
 test-race: tools
-	PATH="$(TOOLS):$$PATH" $(GO) test -race -count=1 -timeout 30m ./...
+	PATH="$(TOOLS):$$PATH" $(GO) test -race -tags '$(TAGS)' -count=1 -timeout 30m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -178,9 +178,7 @@ func TestZstdContentChecksumRefusesOtherFrames(t *testing.T) {
 func TestBlockWriterEncodeError(t *testing.T) {
 	boom := errors.New("encoder failed")
 	var out bytes.Buffer
-	blocks := 0
 	w := &blockWriter{w: &out, size: 4, inflight: 2, compress: func(o, in []byte) ([]byte, error) {
-		blocks++
 		if bytes.Equal(in, []byte("bbbb")) {
 			return nil, boom
 		}
