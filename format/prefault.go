@@ -5,10 +5,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+
+	"github.com/backupkit/backupkit/internal/populate"
 )
 
-// prefault maps n bytes of heap, a page at a time, and frees them, still
-// mapped, for Argon2id's allocation to take; done ends what it set up.
+// prefault maps n bytes of heap (populate; a page at a time where the
+// kernel cannot) and frees them, still mapped, for Argon2id's allocation to take; done ends what it set up.
 //
 // Why: Argon2id (version 1.3) reads each block before it writes it, so
 // on fresh memory every page faults twice, first mapping the shared
@@ -33,8 +35,10 @@ func prefault(n int) (done func()) {
 	if prefaultHook != nil {
 		prefaultHook(b)
 	}
-	for i := 0; i < n; i += os.Getpagesize() {
-		b[i] = 1
+	if !populate.Slice(b) { // one system call rather than a fault a page
+		for i := 0; i < n; i += os.Getpagesize() {
+			b[i] = 1
+		}
 	}
 	runtime.KeepAlive(b)
 	runtime.GC() // b is garbage: its pages go back to the heap, mapped

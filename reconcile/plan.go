@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backupkit/backupkit/internal/populate"
 	"github.com/backupkit/backupkit/repo"
 	"github.com/backupkit/backupkit/sinks"
 )
@@ -301,6 +302,7 @@ func planPrunes(out []Action, db *Database, st string, current []repo.Backup, wi
 	anyway := prunable(db, current, nil)
 	if !withNew {
 		out = slices.Grow(out, len(anyway))
+		populate.Slice(out[len(out):])
 		for _, i := range anyway {
 			out = append(out, Action{Type: ActPrune, Database: db.Name, Storage: st, Key: current[i].Key, Reason: reason, Code: "retention"})
 		}
@@ -314,6 +316,7 @@ func planPrunes(out []Action, db *Database, st string, current []repo.Backup, wi
 	// One more: the planned backup goes in front of the prunes, shifted
 	// in place rather than copied with them to a larger array.
 	out = slices.Grow(out, len(after)+1)
+	populate.Slice(out[len(out):])
 	conditional := reason + "; after the backup succeeds"
 	for _, i := range after {
 		a := Action{Type: ActPrune, Database: db.Name, Storage: st, Key: current[i].Key, Reason: reason, Code: "retention"}
@@ -331,6 +334,7 @@ func planPrunes(out []Action, db *Database, st string, current []repo.Backup, wi
 // complete backup and is never prunable.
 func prunable(db *Database, current []repo.Backup, planned *time.Time) []int {
 	times := make([]time.Time, 0, len(current)+1)
+	populate.Slice(times)
 	if planned != nil {
 		times = append(times, *planned)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/backupkit/backupkit/internal/populate"
 )
 
 // bucket names a period: (year, month, day, hour), the fields a rule
@@ -34,6 +36,7 @@ func rules(r *Retention) []rule {
 // applies the safety rules (the newest backup is always kept).
 func Retain(times []time.Time, r *Retention, loc *time.Location) [][]string {
 	kept := make([][]string, len(times))
+	populate.Slice(kept)
 	if r == nil || *r == (Retention{}) {
 		// No rule set: nothing asks for a prune.
 		for i := range kept {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backupkit/backupkit/format"
+	"github.com/backupkit/backupkit/internal/populate"
 	"github.com/backupkit/backupkit/sinks"
 )
 
@@ -150,6 +151,7 @@ func backupsOf(objs []sinks.Object, db string) []Backup {
 		}
 	}
 	out := make([]Backup, 0, len(objs))
+	populate.Slice(out) // 13 MiB at 100,000 backups
 	for _, o := range objs {
 		n, ok := format.ParseKey(o.Key)
 		if !ok || n.Database != db {
@@ -178,6 +180,7 @@ func sortNewestFirst(bs []Backup) {
 		rest uint64
 	}
 	order := make([]at, len(bs))
+	populate.Slice(order)
 	for i := range bs {
 		t := bs[i].Time
 		order[i] = at{-t.Unix(), uint64(999_999_999-t.Nanosecond())<<32 | uint64(i)}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/backupkit/backupkit/internal/fault"
+	"github.com/backupkit/backupkit/internal/populate"
 )
 
 // Local stores objects in a folder: files 0600, folders 0700, each file
@@ -283,6 +284,7 @@ func (l *Local) scan(prefix string, stat bool) ([]Object, []Leftover, error) {
 				// Doubling: append's gentler growth copies a listing
 				// of 100,000 keys about four times over.
 				objs = slices.Grow(objs, max(len(objs), 256))
+				populate.Slice(objs[len(objs):])
 			}
 			objs = append(objs, Object{Key: key})
 			return nil

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package populate
+
+func slice[T any](s []T) bool { return false }
