@@ -299,8 +299,8 @@ func planPrunes(out []Action, db *Database, st string, current []repo.Backup, wi
 		return out
 	}
 	reason := "not kept by " + policy(db.Retention)
-	anyway := prunable(db, current, nil)
 	if !withNew {
+		anyway := prunable(db, current, nil)
 		out = slices.Grow(out, len(anyway))
 		populate.Slice(out[len(out):])
 		for _, i := range anyway {
@@ -308,11 +308,20 @@ func planPrunes(out []Action, db *Database, st string, current []repo.Backup, wi
 		}
 		return out
 	}
+	// Retention without the planned backup and with it, side by side
+	// (each reads current only).
+	var anyway []int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		anyway = prunable(db, current, nil)
+	}()
+	after := prunable(db, current, &now)
+	<-done
 	pruned := make([]bool, len(current))
 	for _, i := range anyway {
 		pruned[i] = true
 	}
-	after := prunable(db, current, &now)
 	// One more: the planned backup goes in front of the prunes, shifted
 	// in place rather than copied with them to a larger array.
 	out = slices.Grow(out, len(after)+1)
