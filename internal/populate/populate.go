@@ -3,7 +3,7 @@
 // written: madvise(MADV_POPULATE_WRITE), Linux 5.14 and later.
 //
 // Why: under virtualisation a page fault is a trip through the
-// hypervisor. On the 2-core benchmark machines writing 64 MiB of fresh
+// hypervisor. On one 2-core benchmark machine writing 64 MiB of fresh
 // memory a page at a time took 194-207 ms, populating it 10-13 ms; a
 // plan over 100,000 backups spent a third of its time in page faults.
 // The contents of the memory are not changed.
