@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	osexec "os/exec"
 	"strings"
 	"syscall"
 	"time"
@@ -55,12 +56,7 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	args, tool := o.args()
-	name := "pg_dump"
-	if o.Globals {
-		name = "pg_dumpall"
-	}
-	cmd, stderr := command(ctx, o.Conn, tool, args...)
+	cmd, stderr, name, tool := o.command(ctx)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, err
@@ -98,6 +94,21 @@ func Dump(ctx context.Context, o DumpOptions, w io.Writer) (int64, error) {
 		return 0, fmt.Errorf("%s wrote nothing", name)
 	}
 	return n, nil
+}
+
+// command prepares the pg_dump (or pg_dumpall) o runs; name is the
+// kind of tool, for messages.
+func (o DumpOptions) command(ctx context.Context) (cmd *osexec.Cmd, stderr *tailBuffer, name, tool string) {
+	args, tool := o.args()
+	name = "pg_dump"
+	if o.Globals {
+		name = "pg_dumpall"
+	}
+	cmd, stderr = command(ctx, o.Conn, tool, args...)
+	if !o.Globals {
+		cmd.Env = append(cmd.Env, bufferedStdout()...)
+	}
+	return cmd, stderr, name, tool
 }
 
 // args are the tool and its arguments for o.
