@@ -29,8 +29,10 @@ var libstdbufPaths = []string{
 // process that holds the database's password.
 func libstdbuf(paths []string) string {
 	for _, p := range paths {
-		if rootOnly(p, false) && rootOnly(filepath.Dir(p), true) {
-			return p
+		// A link is judged by what it points to, and where that is.
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil && rootOnly(real, false) && rootOnly(filepath.Dir(real), true) {
+			return real
 		}
 	}
 	return ""

@@ -124,6 +124,19 @@ func TestLibstdbufMustBeRoots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A link of root's, in root's folder, to a library others may write.
+	other := filepath.Join(t.TempDir(), "libstdbuf.so")
+	if err := os.WriteFile(other, []byte("not a library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(other), 0o777)
+	link := filepath.Join(dir, "link.so")
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	if got := libstdbuf([]string{link}); got != "" {
+		t.Errorf("a link to a library in a folder others may write was chosen: %s", got)
+	}
 	if got := libstdbuf([]string{dir, lib}); got != lib {
 		t.Fatalf("a folder was taken for the library, or the library after it refused (got %q)", got)
 	}
