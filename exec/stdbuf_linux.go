@@ -47,15 +47,13 @@ func rootOnly(path string, dir bool) bool {
 	return ok && st.Uid == 0 && fi.Mode().Perm()&0o022 == 0
 }
 
-var stdbufEnv = sync.OnceValue(func() []string {
+// bufferedStdout is what a dump's environment gains so pg_dump writes
+// its stdout in megabytes: nothing where libstdbuf is not installed (or
+// not root's), and then pg_dump writes 4 KiB at a time as before.
+var bufferedStdout = sync.OnceValue(func() []string {
 	p := libstdbuf(libstdbufPaths)
 	if p == "" {
 		return nil
 	}
 	return []string{"LD_PRELOAD=" + p, "_STDBUF_O=" + strconv.Itoa(dumpStdoutBuffer)}
 })
-
-// bufferedStdout is what a dump's environment gains so pg_dump writes
-// its stdout in megabytes: nothing where libstdbuf is not installed (or
-// not root's), and then pg_dump writes 4 KiB at a time as before.
-func bufferedStdout() []string { return stdbufEnv() }
